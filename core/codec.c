@@ -1,0 +1,2 @@
+/* codec.c: being written. */
+#include "natka/natka.h"

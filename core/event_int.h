@@ -1,0 +1,41 @@
+/* The layout of natka_event, shared by the core's files (not installed). */
+#ifndef NATKA_EVENT_INT_H
+#define NATKA_EVENT_INT_H
+
+#include "natka/event.h"
+
+typedef struct natka__header {
+  char *name;  /* NUL-terminated text */
+  char *value; /* bytes, NUL-terminated for convenience; never NULL */
+  size_t len;
+} natka__header;
+
+struct natka_event {
+  char *id;   /* NULL: unset */
+  char *kind; /* NULL: unset */
+  int64_t ts; /* ns since epoch; 0: unset */
+  char *key;  /* NULL: no key; NUL-terminated for convenience */
+  size_t key_len;
+  char *data; /* never NULL once set; NUL-terminated for convenience */
+  size_t data_len;
+  natka__header *hdrs;
+  size_t nhdrs;
+  size_t cap;
+};
+
+/* Bytes the event occupies on the wire (data + key + header names/values +
+ * id + kind), compared against limits.max_event_bytes. */
+size_t natka__event_wire_size(const natka_event *ev);
+
+/* Index of the first header called `name` (exact match) at or after `from`,
+ * or -1. */
+long natka__event_find_header(const natka_event *ev, const char *name,
+                              size_t from);
+
+/* Removes every header called `name`; returns how many were removed. */
+size_t natka__event_remove_headers(natka_event *ev, const char *name);
+
+/* Deep copy. Returns NULL on out-of-memory. */
+natka_event *natka__event_clone(const natka_event *ev);
+
+#endif

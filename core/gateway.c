@@ -1,0 +1,2 @@
+/* gateway.c: being written. */
+#include "natka/natka.h"

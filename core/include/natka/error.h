@@ -1,0 +1,51 @@
+/*
+ * natka error codes.
+ *
+ * Every natka function that can fail returns 0 on success or one of the
+ * negative NATKA_E* codes below. The table is the single source of the codes,
+ * their names and their messages; details a caller needs (which config key,
+ * which rule, which line) go to the error buffer of the call that failed.
+ */
+#ifndef NATKA_ERROR_H
+#define NATKA_ERROR_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NATKA_ERRNO_MAP(XX)                                                    \
+  XX(EINVAL, -1, "invalid argument")                                           \
+  XX(ENOMEM, -2, "out of memory")                                              \
+  XX(ECONFIG, -3, "invalid configuration")                                     \
+  XX(ERULE, -4, "rule error")                                                  \
+  XX(ETOOBIG, -5, "event larger than limits.max_event_bytes")                  \
+  XX(ESTOPPED, -6, "gateway is stopping or stopped")                           \
+  XX(EBUSY, -7, "too many events in flight")                                   \
+  XX(ENATS, -8, "NATS error")                                                  \
+  XX(EKAFKA, -9, "Kafka error")                                                \
+  XX(ETIMEDOUT, -10, "timed out")                                              \
+  XX(EIO, -11, "I/O error")                                                    \
+  XX(EMALFORMED, -12, "malformed event")
+
+typedef enum {
+  NATKA_OK = 0,
+#define NATKA__ERR_ENUM(name, code, msg) NATKA_##name = (code),
+  NATKA_ERRNO_MAP(NATKA__ERR_ENUM)
+#undef NATKA__ERR_ENUM
+} natka_errno;
+
+/*
+ * Returns a static, human-readable message for `err` ("invalid argument").
+ * Unknown codes give "unknown error". Any thread.
+ */
+const char *natka_strerror(int err);
+
+/*
+ * Returns the static name of `err` ("EINVAL"), or "UNKNOWN". Any thread.
+ */
+const char *natka_err_name(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NATKA_ERROR_H */

@@ -1,0 +1,2 @@
+/* lua_event.c: being written. */
+#include "natka/natka.h"

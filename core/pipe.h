@@ -1,0 +1,91 @@
+/*
+ * Sources and sinks: the two small interfaces every bus hides behind.
+ *
+ * A source produces events (JetStream pull consumer, core NATS subjects, ...)
+ * and settles each one when the gateway tells it the event's fate: ack after
+ * every destination confirmed, nak (redeliver after a delay) when a sink
+ * refused, term when it must never come back. A sink takes events with a
+ * destination and reports each one's fate asynchronously. The gateway sits
+ * between them; sources never see sinks. Adding Kafka -> NATS is a Kafka
+ * source plus a NATS sink behind these same tables.
+ *
+ * Every function pointer is called on the loop thread. A source running its
+ * own threads hands events over with natka__gateway_accept() from the loop
+ * thread only (queue + uv_async).
+ */
+#ifndef NATKA_PIPE_H
+#define NATKA_PIPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "natka/natka.h"
+#include "rules.h"
+
+typedef struct natka__source natka__source;
+typedef struct natka__sink natka__sink;
+
+typedef enum {
+  NATKA__SETTLE_ACK = 0,  /* done: never deliver again */
+  NATKA__SETTLE_NAK = 1,  /* redeliver after delay_ms */
+  NATKA__SETTLE_TERM = 2  /* failed for good (it went to the DLQ) */
+} natka__settle;
+
+typedef struct natka__source_vt {
+  const char *kind; /* "jetstream", "nats" */
+  int (*start)(natka__source *src);
+  /* Stop / resume fetching (backpressure). Idempotent. */
+  void (*pause)(natka__source *src);
+  void (*resume)(natka__source *src);
+  /* Settles one event handed over with natka__gateway_accept(). */
+  void (*settle)(natka__source *src, void *token, natka__settle how,
+                 int64_t delay_ms);
+  /* Stops fetching for good; settle still works until close. `done` runs
+   * once nothing more will be accepted from this source. */
+  void (*stop)(natka__source *src, void (*done)(natka__source *src));
+  /* Releases everything; tokens not settled are dropped unsettled (the
+   * server redelivers them). */
+  void (*close)(natka__source *src);
+} natka__source_vt;
+
+struct natka__source {
+  const natka__source_vt *vt;
+  natka *gw;
+  char *name; /* for logs and DLQ headers */
+};
+
+/* What a sink tells the gateway about one send. */
+typedef struct natka__delivery {
+  int err; /* 0 or NATKA_E* */
+  const char *errmsg;
+  const char *topic;
+  int32_t partition;
+  int64_t offset;
+  int retriable; /* err may pass if tried again later */
+} natka__delivery;
+
+typedef void (*natka__delivery_cb)(natka__sink *sink, void *opaque,
+                                   const natka__delivery *d);
+
+typedef struct natka__sink_vt {
+  const char *kind; /* "kafka" */
+  /* Queues ev for dest (dest may override key/partition and add headers);
+   * `opaque` comes back in exactly one delivery callback, possibly before
+   * send returns only if send returns an error (then no callback). */
+  int (*send)(natka__sink *sink, const natka_event *ev, const natka__dest *dest,
+              const natka__header *extra, size_t nextra, void *opaque);
+  /* Events queued and not yet reported. */
+  size_t (*queued)(natka__sink *sink);
+  /* Closes once everything queued was reported or timed out; `done` runs
+   * on the loop thread. */
+  void (*close)(natka__sink *sink, void (*done)(natka__sink *sink));
+  void (*free)(natka__sink *sink);
+} natka__sink_vt;
+
+struct natka__sink {
+  const natka__sink_vt *vt;
+  natka *gw;
+  natka__delivery_cb on_delivery;
+};
+
+#endif

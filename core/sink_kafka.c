@@ -1,0 +1,2 @@
+/* sink_kafka.c: being written. */
+#include "natka/natka.h"

@@ -1,0 +1,2 @@
+/* source_jetstream.c: being written. */
+#include "natka/natka.h"

@@ -1,0 +1,2 @@
+/* source_nats.c: being written. */
+#include "natka/natka.h"

@@ -1,0 +1,2 @@
+#include "natka/natka.h"
+int main(void) { return 0; }

@@ -1,0 +1,1 @@
+-- natka rules prelude (being written)

@@ -75,4 +75,9 @@ struct natka_config {
   void *log_data;
 };
 
+/* Checks that need several keys at once (kafka.queue_low < kafka.queue_high,
+ * ...). Loading and natka_config_set() call it on the would-be result before
+ * applying it. Returns 0 or NATKA_ECONFIG with the reason in err. */
+int natka__config_validate(const natka_config *conf, char *err, size_t errlen);
+
 #endif

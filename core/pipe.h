@@ -26,9 +26,9 @@ typedef struct natka__source natka__source;
 typedef struct natka__sink natka__sink;
 
 typedef enum {
-  NATKA__SETTLE_ACK = 0,  /* done: never deliver again */
-  NATKA__SETTLE_NAK = 1,  /* redeliver after delay_ms */
-  NATKA__SETTLE_TERM = 2  /* failed for good (it went to the DLQ) */
+  NATKA__SETTLE_ACK = 0, /* done: never deliver again */
+  NATKA__SETTLE_NAK = 1, /* redeliver after delay_ms */
+  NATKA__SETTLE_TERM = 2 /* failed for good (it went to the DLQ) */
 } natka__settle;
 
 typedef struct natka__source_vt {
@@ -40,12 +40,17 @@ typedef struct natka__source_vt {
   /* Settles one event handed over with natka__gateway_accept(). */
   void (*settle)(natka__source *src, void *token, natka__settle how,
                  int64_t delay_ms);
+  /* Writes where the event behind token came from, for dead-letter headers
+   * and logs ("stream EVENTS seq 42 delivery 3"). */
+  void (*describe)(natka__source *src, void *token, char *buf, size_t len);
   /* Stops fetching for good; settle still works until close. `done` runs
    * once nothing more will be accepted from this source. */
   void (*stop)(natka__source *src, void (*done)(natka__source *src));
-  /* Releases everything; tokens not settled are dropped unsettled (the
-   * server redelivers them). */
-  void (*close)(natka__source *src);
+  /* Flushes pending settlements, closes connections and handles, calls
+   * `done` (still on the loop thread, src->gw still valid) and frees the
+   * source. Tokens not settled are dropped unsettled: the server redelivers
+   * them. */
+  void (*close)(natka__source *src, void (*done)(natka__source *src));
 } natka__source_vt;
 
 struct natka__source {
@@ -87,5 +92,19 @@ struct natka__sink {
   natka *gw;
   natka__delivery_cb on_delivery;
 };
+
+/* The implementations. Each returns 0 or NATKA_E* with the reason in err;
+ * the config must outlive the object. */
+int natka__sink_kafka_new(natka__sink **out, natka *gw, natka__delivery_cb cb,
+                          char *err, size_t errlen);
+/* Checks the Kafka part of a configuration without creating a producer. */
+int natka__sink_kafka_check(const natka_config *conf, char *err, size_t errlen);
+/* The bootstrap address of the embedded (mock) cluster, or NULL. */
+const char *natka__sink_kafka_embedded(natka__sink *sink);
+
+int natka__source_jetstream_new(natka__source **out, natka *gw, char *err,
+                                size_t errlen);
+int natka__source_nats_new(natka__source **out, natka *gw, char *err,
+                           size_t errlen);
 
 #endif

@@ -1,2 +1,557 @@
-/* source_jetstream.c: being written. */
-#include "natka/natka.h"
+/*
+ * The JetStream source: a durable pull consumer fetched in batches.
+ *
+ * nats.c 3.4's natsSubscription_Fetch() blocks, so fetching runs on a thread
+ * of its own. That thread connects (with backoff), makes sure the stream and
+ * the durable consumer exist, fetches up to `credit` messages, decodes them
+ * into events and queues them for the loop, waking it with uv_async_send().
+ * The loop hands them to the gateway and later settles each message (ack,
+ * nak with delay, term) from the loop thread; nats.c publishes are
+ * thread-safe.
+ *
+ * Credit bounds what is in flight: it starts at jetstream.max_ack_pending,
+ * each fetched message takes one, each settled message gives one back. With
+ * pause() (gateway backpressure) the thread stops fetching after the current
+ * request. Nothing is acked before the gateway says every destination has
+ * confirmed.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nats/nats.h>
+
+#include "gateway.h"
+#include "nats_msg.h"
+#include "util.h"
+
+#define BACKOFF_MIN_MS 250
+#define BACKOFF_MAX_MS 30000
+#define FLUSH_TIMEOUT_MS 5000
+
+typedef struct js_item {
+  natsMsg *msg;
+  natka_event *ev;
+  char *malformed;
+  struct js_item *next;
+} js_item;
+
+typedef struct js_source {
+  natka__source base;
+  natka__log *log;
+  const natka_config *conf;
+
+  uv_thread_t thread;
+  int thread_started;
+  uv_mutex_t mu;
+  uv_cond_t cond;
+  /* Guarded by mu. */
+  js_item *head, *tail;
+  int64_t credit;
+  int paused, stopping, finish;
+  int fetching_done, thread_done;
+
+  /* Loop side. */
+  uv_async_t async;
+  void (*closed)(natka__source *src);
+  void (*stopped)(natka__source *src);
+  int stop_reported;
+
+  /* Fetch thread side (and settle, once connected). */
+  natsOptions *opts;
+  natsConnection *nc;
+  jsCtx *js;
+  natsSubscription *sub;
+  char last_problem[256];
+  int closing; /* our own close: the disconnect is expected */
+} js_source;
+
+static void item_free(js_item *it) {
+  if (it->msg != NULL)
+    natsMsg_Destroy(it->msg);
+  natka_event_free(it->ev);
+  free(it->malformed);
+  free(it);
+}
+
+/* Logs a problem once until it changes, so an unreachable server gives one
+ * line per kind of failure rather than one per retry. */
+static void problem(js_source *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void problem(js_source *s, const char *fmt, ...) {
+  char msg[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (strcmp(msg, s->last_problem) != 0) {
+    natka__warn(s->log, "jetstream: %s (retrying with backoff)", msg);
+    snprintf(s->last_problem, sizeof(s->last_problem), "%s", msg);
+  }
+}
+
+/* Waits up to ms or until stop; returns nonzero when stopping. */
+static int nap(js_source *s, int64_t ms) {
+  uv_mutex_lock(&s->mu);
+  if (!s->stopping)
+    uv_cond_timedwait(&s->cond, &s->mu, (uint64_t)ms * 1000000);
+  int stopping = s->stopping;
+  uv_mutex_unlock(&s->mu);
+  return stopping;
+}
+
+static void on_disconnected(natsConnection *nc, void *closure) {
+  js_source *s = closure;
+  (void)nc;
+  if (!s->closing)
+    natka__warn(s->log, "jetstream: disconnected from NATS; reconnecting");
+}
+
+static void on_reconnected(natsConnection *nc, void *closure) {
+  js_source *s = closure;
+  char url[256] = "";
+  natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+  natka__info(s->log, "jetstream: reconnected to %s", url);
+}
+
+static natsStatus make_options(js_source *s) {
+  const natka_config *c = s->conf;
+  natsStatus st = natsOptions_Create(&s->opts);
+  if (st == NATS_OK)
+    st = natsOptions_SetURL(s->opts, c->nats_url);
+  if (st == NATS_OK)
+    st = natsOptions_SetName(s->opts, c->nats_name);
+  if (st == NATS_OK)
+    st = natsOptions_SetTimeout(s->opts, c->nats_connect_timeout_ms);
+  if (st == NATS_OK)
+    st = natsOptions_SetMaxReconnect(s->opts, -1);
+  if (st == NATS_OK)
+    st = natsOptions_SetReconnectWait(s->opts, c->nats_reconnect_wait_ms);
+  if (st == NATS_OK)
+    st = natsOptions_SetReconnectJitter(s->opts, 100, 1000);
+  if (st == NATS_OK)
+    st = natsOptions_SetDisconnectedCB(s->opts, on_disconnected, s);
+  if (st == NATS_OK)
+    st = natsOptions_SetReconnectedCB(s->opts, on_reconnected, s);
+  return st;
+}
+
+static int ensure_stream(js_source *s) {
+  const natka_config *c = s->conf;
+  jsStreamInfo *si = NULL;
+  jsErrCode jerr = 0;
+  natsStatus st = js_GetStreamInfo(&si, s->js, c->js_stream, NULL, &jerr);
+  if (st == NATS_OK) {
+    jsStreamInfo_Destroy(si);
+    return 0;
+  }
+  if (st != NATS_NOT_FOUND) {
+    problem(s, "stream '%s': %s", c->js_stream, natsStatus_GetText(st));
+    return -1;
+  }
+  if (!c->js_create_stream) {
+    problem(s, "stream '%s' does not exist and jetstream.create_stream is off",
+            c->js_stream);
+    return -1;
+  }
+  jsStreamConfig sc;
+  jsStreamConfig_Init(&sc);
+  sc.Name = c->js_stream;
+  sc.Subjects = (const char **)c->js_subjects.v;
+  sc.SubjectsLen = (int)c->js_subjects.n;
+  sc.Storage = js_FileStorage;
+  st = js_AddStream(&si, s->js, &sc, NULL, &jerr);
+  if (st != NATS_OK) {
+    problem(s, "creating stream '%s': %s (error %d)", c->js_stream,
+            natsStatus_GetText(st), (int)jerr);
+    return -1;
+  }
+  jsStreamInfo_Destroy(si);
+  natka__info(s->log, "jetstream: created stream '%s'", c->js_stream);
+  return 0;
+}
+
+static void consumer_config(const natka_config *c, jsConsumerConfig *cc) {
+  jsConsumerConfig_Init(cc);
+  cc->Durable = c->js_durable;
+  cc->AckPolicy = js_AckExplicit;
+  cc->DeliverPolicy = js_DeliverAll;
+  cc->AckWait = c->js_ack_wait_ms * 1000000;
+  cc->MaxAckPending = c->js_max_ack_pending;
+  cc->MaxDeliver = c->js_max_deliver;
+}
+
+static int ensure_consumer(js_source *s) {
+  const natka_config *c = s->conf;
+  jsConsumerConfig cc;
+  jsConsumerInfo *ci = NULL;
+  jsErrCode jerr = 0;
+  consumer_config(c, &cc);
+  natsStatus st = js_AddConsumer(&ci, s->js, c->js_stream, &cc, NULL, &jerr);
+  if (st != NATS_OK) /* exists with other settings: bring them up to date */
+    st = js_UpdateConsumer(&ci, s->js, c->js_stream, &cc, NULL, &jerr);
+  if (st != NATS_OK) {
+    problem(s, "consumer '%s' on stream '%s': %s (error %d)", c->js_durable,
+            c->js_stream, natsStatus_GetText(st), (int)jerr);
+    return -1;
+  }
+  jsConsumerInfo_Destroy(ci);
+
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = c->js_stream;
+  so.Consumer = c->js_durable;
+  st = js_PullSubscribe(&s->sub, s->js, NULL, c->js_durable, NULL, &so, &jerr);
+  if (st != NATS_OK) {
+    problem(s, "binding to consumer '%s': %s (error %d)", c->js_durable,
+            natsStatus_GetText(st), (int)jerr);
+    return -1;
+  }
+  return 0;
+}
+
+/* Connects and binds; returns 0 when ready to fetch. */
+static int setup(js_source *s) {
+  if (s->nc == NULL) {
+    natsStatus st = natsConnection_Connect(&s->nc, s->opts);
+    if (st != NATS_OK) {
+      problem(s, "cannot connect to %s: %s", s->conf->nats_url,
+              natsStatus_GetText(st));
+      s->nc = NULL;
+      return -1;
+    }
+    natka__info(s->log, "jetstream: connected to %s", s->conf->nats_url);
+  }
+  if (s->js == NULL &&
+      natsConnection_JetStream(&s->js, s->nc, NULL) != NATS_OK) {
+    problem(s, "no JetStream context");
+    s->js = NULL;
+    return -1;
+  }
+  if (ensure_stream(s) != 0 || ensure_consumer(s) != 0)
+    return -1;
+  natka__info(s->log,
+              "jetstream: consuming stream '%s' with durable '%s' "
+              "(batch %" PRId64 ", max ack pending %" PRId64 ")",
+              s->conf->js_stream, s->conf->js_durable, s->conf->js_batch,
+              s->conf->js_max_ack_pending);
+  s->last_problem[0] = '\0';
+  return 0;
+}
+
+static js_item *decode(natsMsg *msg) {
+  char default_id[160] = "";
+  int64_t default_ts = 0;
+  jsMsgMetaData *meta = NULL;
+  js_item *it = calloc(1, sizeof(*it));
+  if (it == NULL)
+    return NULL;
+  /* Without an id or time of its own, an event is named by its stream
+   * position and dated by the stream, so a redelivery is the same event. */
+  if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+    snprintf(default_id, sizeof(default_id), "%s:%" PRIu64, meta->Stream,
+             meta->Sequence.Stream);
+    default_ts = meta->Timestamp;
+    jsMsgMetaData_Destroy(meta);
+  }
+  if (natka__nats_msg_decode(msg, default_id[0] ? default_id : NULL, default_ts,
+                             &it->ev, &it->malformed) != 0) {
+    free(it);
+    return NULL;
+  }
+  it->msg = msg;
+  return it;
+}
+
+static void fetch_once(js_source *s, int batch) {
+  natsMsgList list = {0};
+  natsStatus st = natsSubscription_Fetch(&list, s->sub, batch,
+                                         s->conf->js_fetch_expires_ms, NULL);
+  if (st != NATS_OK && !(st == NATS_TIMEOUT && list.Count > 0)) {
+    natsMsgList_Destroy(&list);
+    if (st == NATS_TIMEOUT)
+      return; /* nothing new within the expiry: normal */
+    problem(s, "fetch failed: %s", natsStatus_GetText(st));
+    if (st == NATS_NOT_FOUND || st == NATS_INVALID_SUBSCRIPTION) {
+      natsSubscription_Destroy(s->sub); /* the consumer went away: rebind */
+      s->sub = NULL;
+    }
+    nap(s, BACKOFF_MIN_MS * 4);
+    return;
+  }
+  js_item *head = NULL, *tail = NULL;
+  int n = 0;
+  for (int i = 0; i < list.Count; i++) {
+    js_item *it = decode(list.Msgs[i]);
+    if (it == NULL) {
+      /* Out of memory: leave it unacked; JetStream redelivers it. */
+      natsMsg_Destroy(list.Msgs[i]);
+      continue;
+    }
+    list.Msgs[i] = NULL;
+    if (tail != NULL)
+      tail->next = it;
+    else
+      head = it;
+    tail = it;
+    n++;
+  }
+  natsMsgList_Destroy(&list);
+  if (n == 0)
+    return;
+  uv_mutex_lock(&s->mu);
+  s->credit -= n;
+  if (s->tail != NULL)
+    s->tail->next = head;
+  else
+    s->head = head;
+  s->tail = tail;
+  uv_mutex_unlock(&s->mu);
+  uv_async_send(&s->async);
+}
+
+static void fetch_thread(void *arg) {
+  js_source *s = arg;
+  int64_t backoff = BACKOFF_MIN_MS;
+
+  for (;;) {
+    uv_mutex_lock(&s->mu);
+    while (!s->stopping && (s->paused || s->credit <= 0))
+      uv_cond_wait(&s->cond, &s->mu);
+    int stopping = s->stopping;
+    int64_t credit = s->credit;
+    uv_mutex_unlock(&s->mu);
+    if (stopping)
+      break;
+    if (s->sub == NULL) {
+      if (setup(s) != 0) {
+        if (nap(s, backoff))
+          break;
+        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+        continue;
+      }
+      backoff = BACKOFF_MIN_MS;
+    }
+    int64_t batch = credit < s->conf->js_batch ? credit : s->conf->js_batch;
+    fetch_once(s, (int)batch);
+  }
+
+  /* No more fetching: let the loop know, then wait until it has settled
+   * what it will settle, and flush those acks before closing. */
+  uv_mutex_lock(&s->mu);
+  s->fetching_done = 1;
+  uv_mutex_unlock(&s->mu);
+  uv_async_send(&s->async);
+
+  uv_mutex_lock(&s->mu);
+  while (!s->finish)
+    uv_cond_wait(&s->cond, &s->mu);
+  uv_mutex_unlock(&s->mu);
+  if (s->nc != NULL)
+    natsConnection_FlushTimeout(s->nc, FLUSH_TIMEOUT_MS);
+  natsSubscription_Destroy(s->sub);
+  s->sub = NULL;
+  jsCtx_Destroy(s->js);
+  s->js = NULL;
+  s->closing = 1;
+  if (s->nc != NULL)
+    natsConnection_Close(s->nc);
+  natsConnection_Destroy(s->nc);
+  s->nc = NULL;
+
+  uv_mutex_lock(&s->mu);
+  s->thread_done = 1;
+  uv_mutex_unlock(&s->mu);
+  uv_async_send(&s->async);
+}
+
+static void release(js_source *s) {
+  while (s->head != NULL) {
+    js_item *it = s->head;
+    s->head = it->next;
+    item_free(it);
+  }
+  natsOptions_Destroy(s->opts);
+  uv_cond_destroy(&s->cond);
+  uv_mutex_destroy(&s->mu);
+  free(s->base.name);
+  free(s);
+}
+
+static void on_async_closed(uv_handle_t *h) {
+  js_source *s = h->data;
+  if (s->closed != NULL)
+    s->closed(&s->base);
+  release(s);
+}
+
+static void on_async(uv_async_t *a) {
+  js_source *s = a->data;
+  uv_mutex_lock(&s->mu);
+  js_item *it = s->head;
+  s->head = s->tail = NULL;
+  int fetching_done = s->fetching_done;
+  int thread_done = s->thread_done;
+  uv_mutex_unlock(&s->mu);
+
+  while (it != NULL) {
+    js_item *next = it->next;
+    natka_event *ev = it->ev;
+    natsMsg *msg = it->msg;
+    char *malformed = it->malformed;
+    free(it);
+    natka__gateway_accept(s->base.gw, &s->base, ev, msg, malformed);
+    free(malformed);
+    it = next;
+  }
+  if (fetching_done && !s->stop_reported && s->stopped != NULL) {
+    s->stop_reported = 1;
+    s->stopped(&s->base);
+  }
+  if (thread_done) {
+    uv_thread_join(&s->thread);
+    uv_close((uv_handle_t *)&s->async, on_async_closed);
+  }
+}
+
+static int js_start(natka__source *src) {
+  js_source *s = (js_source *)src;
+  if (uv_thread_create(&s->thread, fetch_thread, s) != 0)
+    return NATKA_ENOMEM;
+  s->thread_started = 1;
+  return 0;
+}
+
+static void set_paused(js_source *s, int paused) {
+  uv_mutex_lock(&s->mu);
+  s->paused = paused;
+  uv_cond_signal(&s->cond);
+  uv_mutex_unlock(&s->mu);
+}
+
+static void js_pause(natka__source *src) {
+  set_paused((js_source *)src, 1);
+}
+static void js_resume(natka__source *src) {
+  set_paused((js_source *)src, 0);
+}
+
+static void js_settle(natka__source *src, void *token, natka__settle how,
+                      int64_t delay_ms) {
+  js_source *s = (js_source *)src;
+  natsMsg *msg = token;
+  natsStatus st;
+  switch (how) {
+  case NATKA__SETTLE_ACK:
+    st = natsMsg_Ack(msg, NULL);
+    break;
+  case NATKA__SETTLE_NAK:
+    st = natsMsg_NakWithDelay(msg, delay_ms, NULL);
+    break;
+  default:
+    st = natsMsg_Term(msg, NULL);
+    break;
+  }
+  if (st != NATS_OK)
+    natka__debug(s->log,
+                 "jetstream: settling a message failed: %s (it will be "
+                 "redelivered after jetstream.ack_wait_ms)",
+                 natsStatus_GetText(st));
+  natsMsg_Destroy(msg);
+  uv_mutex_lock(&s->mu);
+  s->credit++;
+  uv_cond_signal(&s->cond);
+  uv_mutex_unlock(&s->mu);
+}
+
+static void js_describe(natka__source *src, void *token, char *buf,
+                        size_t len) {
+  jsMsgMetaData *meta = NULL;
+  (void)src;
+  if (natsMsg_GetMetaData(&meta, token) != NATS_OK) {
+    snprintf(buf, len, "jetstream subject %s", natsMsg_GetSubject(token));
+    return;
+  }
+  snprintf(buf, len, "stream %s seq %" PRIu64 " delivery %" PRIu64,
+           meta->Stream, meta->Sequence.Stream, meta->NumDelivered);
+  jsMsgMetaData_Destroy(meta);
+}
+
+static void js_stop(natka__source *src, void (*done)(natka__source *src)) {
+  js_source *s = (js_source *)src;
+  s->stopped = done;
+  uv_mutex_lock(&s->mu);
+  s->stopping = 1;
+  uv_cond_signal(&s->cond);
+  uv_mutex_unlock(&s->mu);
+  if (!s->thread_started && !s->stop_reported) {
+    s->stop_reported = 1;
+    if (done != NULL)
+      done(src);
+  }
+}
+
+static void js_close(natka__source *src, void (*done)(natka__source *src)) {
+  js_source *s = (js_source *)src;
+  s->closed = done;
+  if (!s->thread_started) {
+    uv_close((uv_handle_t *)&s->async, on_async_closed);
+    return;
+  }
+  uv_mutex_lock(&s->mu);
+  s->stopping = 1;
+  s->finish = 1;
+  uv_cond_signal(&s->cond);
+  uv_mutex_unlock(&s->mu);
+  /* on_async joins the thread and closes the handle once it is done. */
+}
+
+static const natka__source_vt jetstream_vt = {
+    .kind = "jetstream",
+    .start = js_start,
+    .pause = js_pause,
+    .resume = js_resume,
+    .settle = js_settle,
+    .describe = js_describe,
+    .stop = js_stop,
+    .close = js_close,
+};
+
+int natka__source_jetstream_new(natka__source **out, natka *gw, char *err,
+                                size_t errlen) {
+  js_source *s = calloc(1, sizeof(*s));
+  if (s == NULL)
+    return natka__errf(err, errlen, NATKA_ENOMEM, "out of memory");
+  s->base.vt = &jetstream_vt;
+  s->base.gw = gw;
+  s->conf = natka__gateway_config(gw);
+  s->log = natka__gateway_log(gw);
+  s->credit = s->conf->js_max_ack_pending;
+  s->base.name = natka__strdup(s->conf->js_stream);
+  if (s->base.name == NULL || uv_mutex_init(&s->mu) != 0) {
+    free(s->base.name);
+    free(s);
+    return natka__errf(err, errlen, NATKA_ENOMEM, "out of memory");
+  }
+  if (uv_cond_init(&s->cond) != 0) {
+    uv_mutex_destroy(&s->mu);
+    free(s->base.name);
+    free(s);
+    return natka__errf(err, errlen, NATKA_ENOMEM, "out of memory");
+  }
+  if (make_options(s) != NATS_OK) {
+    release(s);
+    return natka__errf(err, errlen, NATKA_ENATS,
+                       "jetstream: invalid NATS options (nats.url '%s')",
+                       s->conf->nats_url);
+  }
+  if (uv_async_init(natka_loop(gw), &s->async, on_async) != 0) {
+    release(s);
+    return natka__errf(err, errlen, NATKA_ENOMEM, "cannot create async");
+  }
+  s->async.data = s;
+  *out = &s->base;
+  return 0;
+}

@@ -1,2 +1,282 @@
-/* source_nats.c: being written. */
-#include "natka/natka.h"
+/*
+ * The core NATS source: plain subscriptions on nats.subjects, at most once.
+ *
+ * Core NATS keeps no copy of a message and has no ack, so an event is lost
+ * when natka is down, when nats.c drops it as a slow consumer, or when the
+ * gateway is pushing back (then it is dropped here and counted in
+ * dropped_overload, never silently). Use JetStream for anything that must
+ * arrive.
+ *
+ * nats.c calls on_msg on its own thread; events are queued and handed to the
+ * loop with uv_async_send(), like the JetStream source.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <nats/nats.h>
+
+#include "gateway.h"
+#include "nats_msg.h"
+#include "util.h"
+
+typedef struct core_item {
+  natka_event *ev;
+  char *malformed;
+  struct core_item *next;
+} core_item;
+
+typedef struct core_source {
+  natka__source base;
+  natka__log *log;
+  const natka_config *conf;
+  natsOptions *opts;
+  natsConnection *nc;
+  natsSubscription **subs;
+  size_t nsubs;
+
+  uv_mutex_t mu;
+  /* Guarded by mu. */
+  core_item *head, *tail;
+  int paused;
+  int64_t overload_drops;
+
+  uv_async_t async;
+  void (*closed)(natka__source *src);
+  int closing; /* our own close: the disconnect is expected */
+} core_source;
+
+static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
+                   void *closure) {
+  core_source *s = closure;
+  core_item *it = NULL;
+  (void)nc;
+  (void)sub;
+  uv_mutex_lock(&s->mu);
+  int paused = s->paused;
+  if (paused)
+    s->overload_drops++;
+  uv_mutex_unlock(&s->mu);
+  if (paused || (it = calloc(1, sizeof(*it))) == NULL) {
+    natsMsg_Destroy(msg);
+    return;
+  }
+  if (natka__nats_msg_decode(msg, NULL, 0, &it->ev, &it->malformed) != 0) {
+    free(it);
+    natsMsg_Destroy(msg);
+    return;
+  }
+  natsMsg_Destroy(msg);
+  uv_mutex_lock(&s->mu);
+  if (s->tail != NULL)
+    s->tail->next = it;
+  else
+    s->head = it;
+  s->tail = it;
+  uv_mutex_unlock(&s->mu);
+  uv_async_send(&s->async);
+}
+
+static void on_async(uv_async_t *a) {
+  core_source *s = a->data;
+  uv_mutex_lock(&s->mu);
+  core_item *it = s->head;
+  s->head = s->tail = NULL;
+  int64_t drops = s->overload_drops;
+  s->overload_drops = 0;
+  uv_mutex_unlock(&s->mu);
+  for (; drops > 0; drops--)
+    natka__gateway_count_drop(s->base.gw, &s->base,
+                              "core NATS event dropped under backpressure");
+  while (it != NULL) {
+    core_item *next = it->next;
+    natka__gateway_accept(s->base.gw, &s->base, it->ev, NULL, it->malformed);
+    free(it->malformed);
+    free(it);
+    it = next;
+  }
+}
+
+static void on_disconnected(natsConnection *nc, void *closure) {
+  core_source *s = closure;
+  (void)nc;
+  if (s->closing)
+    return;
+  natka__warn(s->log, "nats: disconnected; core NATS events published "
+                      "meanwhile are lost (at-most-once); reconnecting");
+}
+
+static void on_reconnected(natsConnection *nc, void *closure) {
+  core_source *s = closure;
+  (void)nc;
+  natka__info(s->log, "nats: reconnected");
+}
+
+static void on_connected(natsConnection *nc, void *closure) {
+  core_source *s = closure;
+  (void)nc;
+  natka__info(s->log, "nats: connected to %s", s->conf->nats_url);
+}
+
+static int core_start(natka__source *src) {
+  core_source *s = (core_source *)src;
+  const natka_config *c = s->conf;
+  natsStatus st = natsOptions_Create(&s->opts);
+  if (st == NATS_OK)
+    st = natsOptions_SetURL(s->opts, c->nats_url);
+  if (st == NATS_OK)
+    st = natsOptions_SetName(s->opts, c->nats_name);
+  if (st == NATS_OK)
+    st = natsOptions_SetTimeout(s->opts, c->nats_connect_timeout_ms);
+  if (st == NATS_OK)
+    st = natsOptions_SetMaxReconnect(s->opts, -1);
+  if (st == NATS_OK)
+    st = natsOptions_SetReconnectWait(s->opts, c->nats_reconnect_wait_ms);
+  if (st == NATS_OK)
+    st = natsOptions_SetDisconnectedCB(s->opts, on_disconnected, s);
+  if (st == NATS_OK)
+    st = natsOptions_SetReconnectedCB(s->opts, on_reconnected, s);
+  /* Not reachable yet: nats.c keeps trying in the background and sends the
+   * subscriptions once connected. */
+  if (st == NATS_OK)
+    st = natsOptions_SetRetryOnFailedConnect(s->opts, true, on_connected, s);
+  if (st == NATS_OK) {
+    st = natsConnection_Connect(&s->nc, s->opts);
+    if (st == NATS_NOT_YET_CONNECTED) {
+      natka__warn(s->log, "nats: %s not reachable yet; retrying", c->nats_url);
+      st = NATS_OK;
+    } else if (st == NATS_OK) {
+      on_connected(s->nc, s);
+    }
+  }
+  s->subs = calloc(c->nats_subjects.n, sizeof(*s->subs));
+  if (st == NATS_OK && s->subs == NULL)
+    st = NATS_NO_MEMORY;
+  for (size_t i = 0; st == NATS_OK && i < c->nats_subjects.n; i++) {
+    st = natsConnection_Subscribe(&s->subs[i], s->nc, c->nats_subjects.v[i],
+                                  on_msg, s);
+    if (st == NATS_OK)
+      s->nsubs++;
+  }
+  if (st != NATS_OK) {
+    natka__error(s->log, "nats: cannot subscribe to nats.subjects: %s",
+                 natsStatus_GetText(st));
+    return NATKA_ENATS;
+  }
+  return 0;
+}
+
+static void set_paused(core_source *s, int paused) {
+  uv_mutex_lock(&s->mu);
+  s->paused = paused;
+  uv_mutex_unlock(&s->mu);
+}
+
+static void core_pause(natka__source *src) {
+  set_paused((core_source *)src, 1);
+}
+static void core_resume(natka__source *src) {
+  set_paused((core_source *)src, 0);
+}
+
+static void core_settle(natka__source *src, void *token, natka__settle how,
+                        int64_t delay_ms) {
+  /* Core NATS has nothing to acknowledge. */
+  (void)src;
+  (void)token;
+  (void)how;
+  (void)delay_ms;
+}
+
+static void core_describe(natka__source *src, void *token, char *buf,
+                          size_t len) {
+  (void)src;
+  (void)token;
+  snprintf(buf, len, "core NATS");
+}
+
+/* Unsubscribing first means nats.c delivers nothing more after this. */
+static void core_stop(natka__source *src, void (*done)(natka__source *src)) {
+  core_source *s = (core_source *)src;
+  for (size_t i = 0; i < s->nsubs; i++) {
+    natsSubscription_Unsubscribe(s->subs[i]);
+    natsSubscription_Destroy(s->subs[i]);
+  }
+  s->nsubs = 0;
+  /* Queued events still go to the gateway before the source is done. */
+  on_async(&s->async);
+  if (done != NULL)
+    done(src);
+}
+
+static void on_closed(uv_handle_t *h) {
+  core_source *s = h->data;
+  if (s->closed != NULL)
+    s->closed(&s->base);
+  uv_mutex_lock(&s->mu);
+  core_item *it = s->head;
+  s->head = s->tail = NULL;
+  uv_mutex_unlock(&s->mu);
+  while (it != NULL) {
+    core_item *next = it->next;
+    natka_event_free(it->ev);
+    free(it->malformed);
+    free(it);
+    it = next;
+  }
+  free(s->subs);
+  natsOptions_Destroy(s->opts);
+  uv_mutex_destroy(&s->mu);
+  free(s->base.name);
+  free(s);
+}
+
+static void core_close(natka__source *src, void (*done)(natka__source *src)) {
+  core_source *s = (core_source *)src;
+  s->closed = done;
+  for (size_t i = 0; i < s->nsubs; i++)
+    natsSubscription_Destroy(s->subs[i]);
+  s->nsubs = 0;
+  s->closing = 1;
+  if (s->nc != NULL) {
+    natsConnection_Close(s->nc);
+    natsConnection_Destroy(s->nc);
+    s->nc = NULL;
+  }
+  uv_close((uv_handle_t *)&s->async, on_closed);
+}
+
+static const natka__source_vt core_vt = {
+    .kind = "nats",
+    .start = core_start,
+    .pause = core_pause,
+    .resume = core_resume,
+    .settle = core_settle,
+    .describe = core_describe,
+    .stop = core_stop,
+    .close = core_close,
+};
+
+int natka__source_nats_new(natka__source **out, natka *gw, char *err,
+                           size_t errlen) {
+  core_source *s = calloc(1, sizeof(*s));
+  if (s == NULL || (s->base.name = natka__strdup("nats")) == NULL ||
+      uv_mutex_init(&s->mu) != 0) {
+    if (s != NULL)
+      free(s->base.name);
+    free(s);
+    return natka__errf(err, errlen, NATKA_ENOMEM, "out of memory");
+  }
+  s->base.vt = &core_vt;
+  s->base.gw = gw;
+  s->conf = natka__gateway_config(gw);
+  s->log = natka__gateway_log(gw);
+  if (uv_async_init(natka_loop(gw), &s->async, on_async) != 0) {
+    uv_mutex_destroy(&s->mu);
+    free(s->base.name);
+    free(s);
+    return natka__errf(err, errlen, NATKA_ENOMEM, "cannot create async");
+  }
+  s->async.data = s;
+  *out = &s->base;
+  return 0;
+}

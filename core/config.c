@@ -1042,7 +1042,7 @@ void natka_config_write_reference(void *out) {
     size_t n = strcspn(k, ".");
     if (strncmp(k, prev, n + 1) != 0) /* first key of a section */
       fprintf(f,
-              "%s## %.*s\n\n| key | type | default | meaning |\n"
+              "%s### %.*s\n\n| key | type | default | meaning |\n"
               "|---|---|---|---|\n",
               i > 0 ? "\n" : "", (int)n, k);
     write_row(f, &schema[i]);

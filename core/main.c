@@ -1,6 +1,8 @@
 /*
  * natka: the daemon and its command line.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,7 +127,17 @@ static int cmd_run(int argc, char **argv, int check_only) {
   return 0;
 }
 
+/* libuv and librdkafka open descriptors of their own; started with 0, 1 or
+ * 2 closed, one of those would land there and be mistaken for stdio. */
+static void ensure_stdio(void) {
+  for (int fd = 0; fd < 3; fd++)
+    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF &&
+        open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) < 0)
+      break;
+}
+
 int main(int argc, char **argv) {
+  ensure_stdio();
   if (argc < 2)
     return usage_error("%s", "no command given");
   const char *cmd = argv[1];

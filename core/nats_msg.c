@@ -43,25 +43,34 @@ static int flatten(natsMsg *msg, natka__wire_header **out, size_t *n) {
   return 0;
 }
 
+static const char *find_header(const natka__wire_header *wh, size_t n,
+                               const char *name) {
+  for (size_t i = 0; i < n; i++)
+    if (strcasecmp(wh[i].name, name) == 0 && wh[i].len > 0)
+      return wh[i].value;
+  return NULL;
+}
+
+/* The publisher's id matters most in the DLQ: keep it when there is one. */
 static int salvage(natsMsg *msg, const char *default_id,
                    const natka__wire_header *wh, size_t nwh, natka_event *ev) {
+  const char *id = find_header(wh, nwh, "ce-id");
+  char uuid[37];
+  if (id == NULL)
+    id = find_header(wh, nwh, "Nats-Msg-Id");
+  if (id == NULL)
+    id = default_id;
+  if (id == NULL && natka__uuid7(uuid) == 0)
+    id = uuid;
   int rc = natka_event_set_kind(ev, natsMsg_GetSubject(msg));
   if (rc == 0)
-    rc = natka_event_set_id(ev, default_id);
+    rc = natka_event_set_id(ev, id);
   if (rc == 0)
     rc = natka_event_set_data(ev, natsMsg_GetData(msg),
                               (size_t)natsMsg_GetDataLength(msg));
   for (size_t i = 0; rc == 0 && i < nwh; i++)
     rc = natka_event_add_header(ev, wh[i].name, wh[i].value, wh[i].len);
   return rc;
-}
-
-static int has_header(const natka__wire_header *wh, size_t n,
-                      const char *name) {
-  for (size_t i = 0; i < n; i++)
-    if (strcasecmp(wh[i].name, name) == 0)
-      return 1;
-  return 0;
 }
 
 int natka__nats_msg_decode(natsMsg *msg, const char *default_id,
@@ -82,7 +91,7 @@ int natka__nats_msg_decode(natsMsg *msg, const char *default_id,
   rc = natka__event_from_nats(
       ev, natsMsg_GetSubject(msg), wh, nwh, natsMsg_GetData(msg),
       (size_t)natsMsg_GetDataLength(msg), default_id, err, sizeof(err));
-  if (rc == 0 && default_ts > 0 && !has_header(wh, nwh, "ce-time"))
+  if (rc == 0 && default_ts > 0 && find_header(wh, nwh, "ce-time") == NULL)
     natka_event_set_ts(ev, default_ts);
   if (rc != 0 && rc != NATKA_ENOMEM) {
     /* Keep what can be kept; the gateway dead-letters it with the reason. */

@@ -521,37 +521,46 @@ static const natka__source_vt jetstream_vt = {
 
 int natka__source_jetstream_new(natka__source **out, natka *gw, char *err,
                                 size_t errlen) {
+  const natka_config *conf = natka__gateway_config(gw);
+  int have_mu = 0, have_cond = 0;
+  int rc = NATKA_ENOMEM;
   js_source *s = calloc(1, sizeof(*s));
   if (s == NULL)
-    return natka__errf(err, errlen, NATKA_ENOMEM, "out of memory");
+    goto fail;
   s->base.vt = &jetstream_vt;
   s->base.gw = gw;
-  s->conf = natka__gateway_config(gw);
+  s->conf = conf;
   s->log = natka__gateway_log(gw);
-  s->credit = s->conf->js_max_ack_pending;
-  s->base.name = natka__strdup(s->conf->js_stream);
-  if (s->base.name == NULL || uv_mutex_init(&s->mu) != 0) {
-    free(s->base.name);
-    free(s);
-    return natka__errf(err, errlen, NATKA_ENOMEM, "out of memory");
-  }
-  if (uv_cond_init(&s->cond) != 0) {
-    uv_mutex_destroy(&s->mu);
-    free(s->base.name);
-    free(s);
-    return natka__errf(err, errlen, NATKA_ENOMEM, "out of memory");
-  }
+  s->credit = conf->js_max_ack_pending;
+  if ((s->base.name = natka__strdup(conf->js_stream)) == NULL ||
+      !(have_mu = uv_mutex_init(&s->mu) == 0) ||
+      !(have_cond = uv_cond_init(&s->cond) == 0))
+    goto fail;
   if (make_options(s) != NATS_OK) {
-    release(s);
-    return natka__errf(err, errlen, NATKA_ENATS,
-                       "jetstream: invalid NATS options (nats.url '%s')",
-                       s->conf->nats_url);
+    rc = NATKA_ENATS;
+    goto fail;
   }
-  if (uv_async_init(natka_loop(gw), &s->async, on_async) != 0) {
-    release(s);
-    return natka__errf(err, errlen, NATKA_ENOMEM, "cannot create async");
-  }
+  if (uv_async_init(natka_loop(gw), &s->async, on_async) != 0)
+    goto fail;
   s->async.data = s;
   *out = &s->base;
   return 0;
+
+fail:
+  if (rc == NATKA_ENATS)
+    natka__errf(err, errlen, rc,
+                "jetstream: invalid NATS options (nats.url '%s')",
+                conf->nats_url);
+  else
+    natka__errf(err, errlen, rc, "jetstream: out of memory");
+  if (s != NULL) {
+    natsOptions_Destroy(s->opts);
+    if (have_cond)
+      uv_cond_destroy(&s->cond);
+    if (have_mu)
+      uv_mutex_destroy(&s->mu);
+    free(s->base.name);
+    free(s);
+  }
+  return rc;
 }

@@ -1,0 +1,154 @@
+/*
+ * bench_fill: (re)creates a JetStream stream and fills it with N events of B
+ * bytes, published asynchronously, so that consumers are measured on a ready
+ * backlog. An existing stream of that name is deleted first, with its
+ * consumers, so every run starts from sequence 1.
+ *
+ *   bench_fill --url URL --stream NAME --subject SUBJ --size B --events N
+ *
+ * Prints RESULT name=fill (the publish rate, for information only).
+ */
+#include <getopt.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nats/nats.h>
+
+#include "bench_util.h"
+
+#define PROG "fill"
+#define MAX_PENDING 20000
+#define STALL_WAIT_MS 1000 /* a full window waits this long, then retries */
+#define STALL_RETRIES 60
+#define COMPLETE_WAIT_MS 120000
+
+static atomic_long publish_errors;
+
+static void on_pub_error(jsCtx *js, jsPubAckErr *pae, void *closure) {
+  (void)js;
+  (void)closure;
+  if (atomic_fetch_add(&publish_errors, 1) == 0)
+    fprintf(stderr, "bench fill: publish failed: %s (%s)\n",
+            natsStatus_GetText(pae->Err),
+            pae->ErrText != NULL ? pae->ErrText : "");
+}
+
+static void usage(FILE *f) {
+  fprintf(f, "Usage: bench_fill --url URL --stream NAME --subject SUBJ "
+             "--size BYTES --events N\n"
+             "Recreates stream NAME (subject SUBJ, file storage) and "
+             "publishes N events of BYTES bytes.\n");
+}
+
+int main(int argc, char **argv) {
+  const char *url = NULL, *stream = NULL, *subject = NULL;
+  int64_t size = -1, events = -1;
+  static const struct option opts[] = {
+      {"url", required_argument, NULL, 'u'},
+      {"stream", required_argument, NULL, 's'},
+      {"subject", required_argument, NULL, 'j'},
+      {"size", required_argument, NULL, 'b'},
+      {"events", required_argument, NULL, 'n'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
+    switch (c) {
+    case 'u':
+      url = optarg;
+      break;
+    case 's':
+      stream = optarg;
+      break;
+    case 'j':
+      subject = optarg;
+      break;
+    case 'b':
+      size = bench_arg_int("--size", optarg, 0, 8 << 20);
+      break;
+    case 'n':
+      events = bench_arg_int("--events", optarg, 1, INT32_MAX);
+      break;
+    case 'h':
+      usage(stdout);
+      return 0;
+    default:
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (url == NULL || stream == NULL || subject == NULL || size < 0 ||
+      events < 1) {
+    usage(stderr);
+    return 2;
+  }
+
+  natsConnection *nc = NULL;
+  jsCtx *js = NULL;
+  jsOptions jo;
+  jsErrCode jerr = 0;
+  natsStatus st = natsConnection_ConnectTo(&nc, url);
+  if (st != NATS_OK)
+    bench_die(PROG, "connect %s: %s", url, natsStatus_GetText(st));
+  jsOptions_Init(&jo);
+  jo.PublishAsync.MaxPending = MAX_PENDING;
+  jo.PublishAsync.ErrHandler = on_pub_error;
+  jo.PublishAsync.StallWait = STALL_WAIT_MS;
+  if ((st = natsConnection_JetStream(&js, nc, &jo)) != NATS_OK)
+    bench_die(PROG, "JetStream context: %s", natsStatus_GetText(st));
+
+  st = js_DeleteStream(js, stream, NULL, &jerr);
+  if (st != NATS_OK && st != NATS_NOT_FOUND)
+    bench_die(PROG, "delete stream %s: %s (error %d)", stream,
+              natsStatus_GetText(st), (int)jerr);
+  jsStreamConfig sc;
+  jsStreamInfo *si = NULL;
+  jsStreamConfig_Init(&sc);
+  sc.Name = stream;
+  sc.Subjects = &subject;
+  sc.SubjectsLen = 1;
+  sc.Storage = js_FileStorage;
+  if ((st = js_AddStream(&si, js, &sc, NULL, &jerr)) != NATS_OK)
+    bench_die(PROG, "add stream %s: %s (error %d)", stream,
+              natsStatus_GetText(st), (int)jerr);
+  jsStreamInfo_Destroy(si);
+  si = NULL;
+
+  char *payload = bench_payload((size_t)size);
+  double t0 = bench_now();
+  for (int64_t i = 0; i < events; i++) {
+    st = js_PublishAsync(js, subject, payload, (int)size, NULL);
+    for (int r = 0; st == NATS_TIMEOUT && r < STALL_RETRIES; r++)
+      st = js_PublishAsync(js, subject, payload, (int)size, NULL);
+    if (st != NATS_OK)
+      bench_die(PROG, "publish #%lld: %s", (long long)i,
+                natsStatus_GetText(st));
+  }
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = COMPLETE_WAIT_MS;
+  if ((st = js_PublishAsyncComplete(js, &po)) != NATS_OK)
+    bench_die(PROG, "waiting for publish acks: %s", natsStatus_GetText(st));
+  double secs = bench_now() - t0;
+  if (atomic_load(&publish_errors) > 0)
+    bench_die(PROG, "%ld publishes failed", atomic_load(&publish_errors));
+
+  if ((st = js_GetStreamInfo(&si, js, stream, NULL, &jerr)) != NATS_OK)
+    bench_die(PROG, "stream info: %s", natsStatus_GetText(st));
+  uint64_t msgs = si->State.Msgs;
+  jsStreamInfo_Destroy(si);
+  if (msgs != (uint64_t)events)
+    bench_die(PROG, "stream %s holds %llu messages, expected %lld", stream,
+              (unsigned long long)msgs, (long long)events);
+
+  char extra[64];
+  snprintf(extra, sizeof(extra), "cpu=%.2f", bench_cpu_self());
+  bench_result("fill", (size_t)size, events, secs, extra);
+
+  free(payload);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  nats_Close();
+  return 0;
+}

@@ -1,0 +1,288 @@
+/*
+ * bench_natka: the whole natka pipeline on a filled stream. Starts the natka
+ * daemon with the given configuration, watches its durable JetStream
+ * consumer until every message of the stream is acked (natka acks only after
+ * Kafka confirmed), then stops it with SIGTERM. Nothing is subtracted: the
+ * time runs from spawning the daemon to the last ack, so it includes start-up
+ * (connecting, loading rules, creating the consumer). The Kafka topic is
+ * created before the clock starts, as for the raw Kafka baseline.
+ *
+ *   bench_natka --natka PATH --config FILE --url URL --brokers HOST:PORT
+ *               --stream NAME --durable NAME --topic T --size B --events N
+ *               [--log FILE] [--timeout SECONDS] [--progress]
+ *
+ * --progress prints the consumer's ack floor to stderr every 100 ms, to see
+ * where the time goes (start-up, ramp, steady rate).
+ *
+ * Prints RESULT name=natka with extra fields: cpu (the daemon's CPU seconds
+ * up to the last ack), startup (seconds to the first ack), redelivered (as
+ * counted by the consumer; expected 0), records (added to the topic during
+ * the run; expected N) and exit (the daemon's exit status after SIGTERM).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
+
+#include "bench_util.h"
+
+#define PROG "natka"
+#define POLL_MS 10
+#define STOP_WAIT_S 60
+
+extern char **environ;
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* CPU seconds (user + system) of a child, from /proc; -1 if unknown. */
+static double cpu_of(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return -1;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  /* The command name may hold spaces; fields restart after its ')'. */
+  const char *p = strrchr(buf, ')');
+  unsigned long utime = 0, stime = 0;
+  if (p == NULL || sscanf(p + 2,
+                          "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+                          "%lu %lu",
+                          &utime, &stime) != 2)
+    return -1;
+  return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static pid_t spawn_natka(const char *natka, const char *config,
+                         const char *log) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  if (log != NULL) {
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND,
+                                     0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  }
+  char *argv[] = {(char *)natka, "run", "-c", (char *)config, NULL};
+  pid_t pid;
+  int rc = posix_spawn(&pid, natka, &fa, NULL, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0)
+    bench_die(PROG, "cannot start %s: %s", natka, strerror(rc));
+  return pid;
+}
+
+/* SIGTERM, then SIGKILL after STOP_WAIT_S; returns the exit status or -1. */
+static int stop_natka(pid_t pid) {
+  int status = 0;
+  kill(pid, SIGTERM);
+  for (int i = 0; i < STOP_WAIT_S * 100; i++) {
+    if (waitpid(pid, &status, WNOHANG) == pid)
+      return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    sleep_ms(10);
+  }
+  fprintf(stderr, "bench natka: no exit %ds after SIGTERM; killing it\n",
+          STOP_WAIT_S);
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  return -1;
+}
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "Usage: bench_natka --natka PATH --config FILE --url URL "
+          "--brokers HOST:PORT\n"
+          "                   --stream NAME --durable NAME --topic T "
+          "--size BYTES --events N\n"
+          "                   [--log FILE] [--timeout SECONDS] [--progress]\n"
+          "Runs the natka daemon until its consumer has acked the whole "
+          "stream.\n");
+}
+
+int main(int argc, char **argv) {
+  const char *natka = NULL, *config = NULL, *url = NULL, *brokers = NULL,
+             *stream = NULL, *durable = NULL, *topic = NULL, *log = NULL;
+  int64_t size = -1, events = -1, timeout_s = 600;
+  int progress = 0;
+  static const struct option opts[] = {
+      {"natka", required_argument, NULL, 'x'},
+      {"config", required_argument, NULL, 'c'},
+      {"url", required_argument, NULL, 'u'},
+      {"brokers", required_argument, NULL, 'B'},
+      {"stream", required_argument, NULL, 's'},
+      {"durable", required_argument, NULL, 'd'},
+      {"topic", required_argument, NULL, 't'},
+      {"size", required_argument, NULL, 'b'},
+      {"events", required_argument, NULL, 'n'},
+      {"log", required_argument, NULL, 'L'},
+      {"timeout", required_argument, NULL, 'T'},
+      {"progress", no_argument, NULL, 'P'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
+    switch (c) {
+    case 'x':
+      natka = optarg;
+      break;
+    case 'c':
+      config = optarg;
+      break;
+    case 'u':
+      url = optarg;
+      break;
+    case 'B':
+      brokers = optarg;
+      break;
+    case 's':
+      stream = optarg;
+      break;
+    case 'd':
+      durable = optarg;
+      break;
+    case 't':
+      topic = optarg;
+      break;
+    case 'L':
+      log = optarg;
+      break;
+    case 'b':
+      size = bench_arg_int("--size", optarg, 0, 8 << 20);
+      break;
+    case 'n':
+      events = bench_arg_int("--events", optarg, 1, INT32_MAX);
+      break;
+    case 'T':
+      timeout_s = bench_arg_int("--timeout", optarg, 1, 86400);
+      break;
+    case 'P':
+      progress = 1;
+      break;
+    case 'h':
+      usage(stdout);
+      return 0;
+    default:
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (natka == NULL || config == NULL || url == NULL || brokers == NULL ||
+      stream == NULL || durable == NULL || topic == NULL || size < 0 ||
+      events < 1) {
+    usage(stderr);
+    return 2;
+  }
+
+  char err[512];
+  if (bench_kafka_topic(brokers, topic, err, sizeof(err)) != 0)
+    bench_die(PROG, "%s", err);
+  int64_t records_before =
+      bench_kafka_records(brokers, topic, err, sizeof(err));
+  if (records_before < 0)
+    bench_die(PROG, "%s", err);
+
+  natsConnection *nc = NULL;
+  jsCtx *js = NULL;
+  jsErrCode jerr = 0;
+  natsStatus st = natsConnection_ConnectTo(&nc, url);
+  if (st != NATS_OK)
+    bench_die(PROG, "connect %s: %s", url, natsStatus_GetText(st));
+  if ((st = natsConnection_JetStream(&js, nc, NULL)) != NATS_OK)
+    bench_die(PROG, "JetStream context: %s", natsStatus_GetText(st));
+  jsStreamInfo *si = NULL;
+  if ((st = js_GetStreamInfo(&si, js, stream, NULL, &jerr)) != NATS_OK)
+    bench_die(PROG, "stream %s: %s", stream, natsStatus_GetText(st));
+  uint64_t last_seq = si->State.LastSeq, msgs = si->State.Msgs;
+  jsStreamInfo_Destroy(si);
+  if (msgs != (uint64_t)events)
+    bench_die(PROG, "stream %s holds %llu messages, expected %lld", stream,
+              (unsigned long long)msgs, (long long)events);
+
+  /* A consumer left by an earlier run would look finished at once. */
+  jsConsumerInfo *stale = NULL;
+  st = js_GetConsumerInfo(&stale, js, stream, durable, NULL, &jerr);
+  jsConsumerInfo_Destroy(stale);
+  if (st != NATS_NOT_FOUND)
+    bench_die(PROG,
+              "consumer %s already exists on stream %s (%s); refill the "
+              "stream or name another durable",
+              durable, stream, natsStatus_GetText(st));
+
+  double t0 = bench_now(), t_first = -1, t_end = -1, cpu = -1, t_shown = 0;
+  uint64_t ack_floor = 0;
+  int64_t redelivered = 0;
+  pid_t pid = spawn_natka(natka, config, log);
+  for (;;) {
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == pid)
+      bench_die(PROG,
+                "natka exited early (status %d) at ack floor %llu of "
+                "%llu; see its log",
+                WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                (unsigned long long)ack_floor, (unsigned long long)last_seq);
+    jsConsumerInfo *ci = NULL;
+    st = js_GetConsumerInfo(&ci, js, stream, durable, NULL, &jerr);
+    if (st == NATS_OK) {
+      ack_floor = ci->AckFloor.Stream;
+      redelivered = ci->NumRedelivered;
+      int done = ack_floor >= last_seq && ci->NumAckPending == 0;
+      jsConsumerInfo_Destroy(ci);
+      if (ack_floor > 0 && t_first < 0)
+        t_first = bench_now() - t0;
+      if (progress && bench_now() - t_shown >= 0.1) {
+        t_shown = bench_now();
+        fprintf(stderr, "bench natka: %.3f s ack floor %llu\n", t_shown - t0,
+                (unsigned long long)ack_floor);
+      }
+      if (done) {
+        t_end = bench_now();
+        cpu = cpu_of(pid);
+        break;
+      }
+    } else if (st != NATS_NOT_FOUND) {
+      fprintf(stderr, "bench natka: consumer info: %s\n",
+              natsStatus_GetText(st));
+    }
+    if (bench_now() - t0 > (double)timeout_s) {
+      stop_natka(pid);
+      bench_die(PROG, "timed out after %llds at ack floor %llu of %llu",
+                (long long)timeout_s, (unsigned long long)ack_floor,
+                (unsigned long long)last_seq);
+    }
+    sleep_ms(POLL_MS);
+  }
+  int exit_status = stop_natka(pid);
+  int64_t records = bench_kafka_records(brokers, topic, err, sizeof(err));
+  if (records < 0)
+    fprintf(stderr, "bench natka: %s\n", err);
+  else
+    records -= records_before;
+
+  char extra[160];
+  snprintf(extra, sizeof(extra),
+           "cpu=%.2f startup=%.3f redelivered=%lld records=%lld exit=%d", cpu,
+           t_first, (long long)redelivered, (long long)records, exit_status);
+  bench_result(PROG, (size_t)size, events, t_end - t0, extra);
+
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  nats_Close();
+  if (exit_status != 0)
+    bench_die(PROG, "natka exited with status %d after SIGTERM", exit_status);
+  if (records != events)
+    bench_die(PROG, "topic %s got %lld records, expected %lld", topic,
+              (long long)records, (long long)events);
+  return 0;
+}

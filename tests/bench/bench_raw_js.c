@@ -1,0 +1,158 @@
+/*
+ * bench_raw_js: the JetStream baseline. Consumes N events from a filled
+ * stream with nats.c alone, the way natka's source does: a durable pull
+ * consumer (explicit acks, deliver all, the same batch and max ack pending),
+ * fetching batches and acking every message. No decoding, no Kafka.
+ *
+ *   bench_raw_js --url URL --stream NAME --durable NAME --size B --events N
+ *                [--batch 100] [--max-ack-pending 1000]
+ *
+ * The clock starts once the consumer is bound and stops when the last ack
+ * has been flushed to the server. Prints RESULT name=raw_jetstream, with
+ * extra fields cpu (CPU seconds of this process) and startup (seconds to the
+ * first batch).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nats/nats.h>
+
+#include "bench_util.h"
+
+#define PROG "raw_jetstream"
+#define FETCH_EXPIRES_MS 5000
+#define IDLE_LIMIT 6 /* empty fetches in a row before giving up (30 s) */
+
+static void usage(FILE *f) {
+  fprintf(f, "Usage: bench_raw_js --url URL --stream NAME --durable NAME "
+             "--size BYTES --events N\n"
+             "                    [--batch K] [--max-ack-pending M]\n"
+             "Consumes N events with a durable pull consumer, acking each.\n");
+}
+
+int main(int argc, char **argv) {
+  const char *url = NULL, *stream = NULL, *durable = NULL;
+  int64_t size = -1, events = -1, batch = 100, max_ack_pending = 1000;
+  static const struct option opts[] = {
+      {"url", required_argument, NULL, 'u'},
+      {"stream", required_argument, NULL, 's'},
+      {"durable", required_argument, NULL, 'd'},
+      {"size", required_argument, NULL, 'b'},
+      {"events", required_argument, NULL, 'n'},
+      {"batch", required_argument, NULL, 'k'},
+      {"max-ack-pending", required_argument, NULL, 'm'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
+    switch (c) {
+    case 'u':
+      url = optarg;
+      break;
+    case 's':
+      stream = optarg;
+      break;
+    case 'd':
+      durable = optarg;
+      break;
+    case 'b':
+      size = bench_arg_int("--size", optarg, 0, 8 << 20);
+      break;
+    case 'n':
+      events = bench_arg_int("--events", optarg, 1, INT32_MAX);
+      break;
+    case 'k':
+      batch = bench_arg_int("--batch", optarg, 1, 10000);
+      break;
+    case 'm':
+      max_ack_pending = bench_arg_int("--max-ack-pending", optarg, 1, 1000000);
+      break;
+    case 'h':
+      usage(stdout);
+      return 0;
+    default:
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (url == NULL || stream == NULL || durable == NULL || size < 0 ||
+      events < 1) {
+    usage(stderr);
+    return 2;
+  }
+
+  natsConnection *nc = NULL;
+  jsCtx *js = NULL;
+  natsSubscription *sub = NULL;
+  jsErrCode jerr = 0;
+  natsStatus st = natsConnection_ConnectTo(&nc, url);
+  if (st != NATS_OK)
+    bench_die(PROG, "connect %s: %s", url, natsStatus_GetText(st));
+  if ((st = natsConnection_JetStream(&js, nc, NULL)) != NATS_OK)
+    bench_die(PROG, "JetStream context: %s", natsStatus_GetText(st));
+
+  jsConsumerConfig cc;
+  jsConsumerInfo *ci = NULL;
+  jsConsumerConfig_Init(&cc);
+  cc.Durable = durable;
+  cc.AckPolicy = js_AckExplicit;
+  cc.DeliverPolicy = js_DeliverAll;
+  cc.AckWait = (int64_t)30000 * 1000000;
+  cc.MaxAckPending = max_ack_pending;
+  if ((st = js_AddConsumer(&ci, js, stream, &cc, NULL, &jerr)) != NATS_OK)
+    bench_die(PROG, "add consumer %s: %s (error %d)", durable,
+              natsStatus_GetText(st), (int)jerr);
+  jsConsumerInfo_Destroy(ci);
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = stream;
+  so.Consumer = durable;
+  if ((st = js_PullSubscribe(&sub, js, NULL, durable, NULL, &so, &jerr)) !=
+      NATS_OK)
+    bench_die(PROG, "bind consumer %s: %s (error %d)", durable,
+              natsStatus_GetText(st), (int)jerr);
+
+  int64_t got = 0, bytes = 0;
+  int idle = 0;
+  double t0 = bench_now(), t_first = -1;
+  while (got < events) {
+    natsMsgList list = {0};
+    int want = (int)(events - got < batch ? events - got : batch);
+    st = natsSubscription_Fetch(&list, sub, want, FETCH_EXPIRES_MS, &jerr);
+    if (st != NATS_OK && !(st == NATS_TIMEOUT && list.Count > 0)) {
+      natsMsgList_Destroy(&list);
+      if (st == NATS_TIMEOUT && ++idle < IDLE_LIMIT)
+        continue;
+      bench_die(PROG, "fetch after %lld events: %s", (long long)got,
+                natsStatus_GetText(st));
+    }
+    idle = 0;
+    if (t_first < 0)
+      t_first = bench_now() - t0;
+    for (int i = 0; i < list.Count; i++) {
+      bytes += natsMsg_GetDataLength(list.Msgs[i]);
+      if ((st = natsMsg_Ack(list.Msgs[i], NULL)) != NATS_OK)
+        bench_die(PROG, "ack: %s", natsStatus_GetText(st));
+    }
+    got += list.Count;
+    natsMsgList_Destroy(&list);
+  }
+  if ((st = natsConnection_Flush(nc)) != NATS_OK)
+    bench_die(PROG, "flushing acks: %s", natsStatus_GetText(st));
+  double secs = bench_now() - t0;
+  if (bytes != got * size)
+    bench_die(PROG, "received %lld bytes, expected %lld", (long long)bytes,
+              (long long)(got * size));
+
+  char extra[96];
+  snprintf(extra, sizeof(extra), "cpu=%.2f startup=%.3f batch=%lld",
+           bench_cpu_self(), t_first, (long long)batch);
+  bench_result(PROG, (size_t)size, got, secs, extra);
+
+  natsSubscription_Destroy(sub);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  nats_Close();
+  return 0;
+}

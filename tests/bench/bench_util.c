@@ -1,0 +1,202 @@
+#include "bench_util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <librdkafka/rdkafka.h>
+
+#define TOPIC_WAIT_MS 30000
+
+double bench_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+double bench_cpu_self(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0)
+    return 0;
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+void bench_die(const char *prog, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "bench %s: ", prog);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  exit(1);
+}
+
+int64_t bench_arg_int(const char *opt, const char *value, int64_t min,
+                      int64_t max) {
+  char *end = NULL;
+  errno = 0;
+  long long v = strtoll(value, &end, 10);
+  if (errno != 0 || end == value || *end != '\0' || v < min || v > max)
+    bench_die("options",
+              "%s wants an integer in %" PRId64 "..%" PRId64 ", got '%s'", opt,
+              min, max, value);
+  return (int64_t)v;
+}
+
+char *bench_payload(size_t size) {
+  static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  char *p = malloc(size ? size : 1);
+  if (p == NULL)
+    bench_die("payload", "out of memory");
+  for (size_t i = 0; i < size; i++)
+    p[i] = alphabet[(i * 7) % (sizeof(alphabet) - 1)];
+  return p;
+}
+
+void bench_result(const char *name, size_t size, int64_t events, double seconds,
+                  const char *extra) {
+  double eps = seconds > 0 ? (double)events / seconds : 0;
+  double mbps = eps * (double)size / 1e6;
+  printf("RESULT name=%s size=%zu events=%" PRId64
+         " seconds=%.3f eps=%.0f mbps=%.2f%s%s\n",
+         name, size, events, seconds, eps, mbps,
+         extra != NULL && *extra ? " " : "", extra != NULL ? extra : "");
+  fflush(stdout);
+}
+
+/* A plain producer handle used for admin and metadata requests only. */
+static rd_kafka_t *admin_handle(const char *brokers, char *err, size_t errlen) {
+  rd_kafka_conf_t *kc = rd_kafka_conf_new();
+  if (rd_kafka_conf_set(kc, "bootstrap.servers", brokers, err, errlen) !=
+          RD_KAFKA_CONF_OK ||
+      rd_kafka_conf_set(kc, "log_level", "3", err, errlen) !=
+          RD_KAFKA_CONF_OK) {
+    rd_kafka_conf_destroy(kc);
+    return NULL;
+  }
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, errlen);
+  if (rk == NULL)
+    rd_kafka_conf_destroy(kc);
+  return rk;
+}
+
+/* Partition count of `topic` once every partition has a leader; 0 while
+ * not ready, -1 on a request failure. */
+static int topic_partitions(rd_kafka_t *rk, rd_kafka_topic_t *rkt) {
+  const struct rd_kafka_metadata *md = NULL;
+  if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return -1;
+  int n = 0;
+  if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    n = md->topics[0].partition_cnt;
+    for (int i = 0; i < md->topics[0].partition_cnt; i++)
+      if (md->topics[0].partitions[i].leader < 0)
+        n = 0;
+  }
+  rd_kafka_metadata_destroy(md);
+  return n;
+}
+
+int bench_kafka_topic(const char *brokers, const char *topic, char *err,
+                      size_t errlen) {
+  int rc = -1;
+  rd_kafka_queue_t *q = NULL;
+  rd_kafka_event_t *ev = NULL;
+  rd_kafka_topic_t *rkt = NULL;
+  rd_kafka_NewTopic_t *nt = NULL;
+  rd_kafka_t *rk = admin_handle(brokers, err, errlen);
+  if (rk == NULL)
+    return -1;
+
+  nt = rd_kafka_NewTopic_new(topic, -1, -1, err, errlen);
+  if (nt == NULL)
+    goto done;
+  q = rd_kafka_queue_new(rk);
+  rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+  ev = rd_kafka_queue_poll(q, TOPIC_WAIT_MS);
+  if (ev == NULL) {
+    snprintf(err, errlen, "creating topic %s: no answer", topic);
+    goto done;
+  }
+  const rd_kafka_CreateTopics_result_t *res =
+      rd_kafka_event_CreateTopics_result(ev);
+  size_t n = 0;
+  const rd_kafka_topic_result_t **tr =
+      res != NULL ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
+  rd_kafka_resp_err_t e = rd_kafka_event_error(ev);
+  if (e == RD_KAFKA_RESP_ERR_NO_ERROR && n == 1)
+    e = rd_kafka_topic_result_error(tr[0]);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR &&
+      e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+    snprintf(err, errlen, "creating topic %s: %s", topic, rd_kafka_err2str(e));
+    goto done;
+  }
+
+  rkt = rd_kafka_topic_new(rk, topic, NULL);
+  for (int waited = 0; waited < TOPIC_WAIT_MS; waited += 100) {
+    if (topic_partitions(rk, rkt) > 0) {
+      rc = 0;
+      goto done;
+    }
+    struct timespec ts = {0, 100 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  snprintf(err, errlen, "topic %s has no leaders after %d ms", topic,
+           TOPIC_WAIT_MS);
+
+done:
+  if (ev != NULL)
+    rd_kafka_event_destroy(ev);
+  if (nt != NULL)
+    rd_kafka_NewTopic_destroy(nt);
+  if (q != NULL)
+    rd_kafka_queue_destroy(q);
+  if (rkt != NULL)
+    rd_kafka_topic_destroy(rkt);
+  rd_kafka_destroy(rk);
+  return rc;
+}
+
+int64_t bench_kafka_records(const char *brokers, const char *topic, char *err,
+                            size_t errlen) {
+  int64_t total = -1;
+  rd_kafka_t *rk = admin_handle(brokers, err, errlen);
+  if (rk == NULL)
+    return -1;
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+  int parts = topic_partitions(rk, rkt);
+  if (parts <= 0) {
+    snprintf(err, errlen, "topic %s: no metadata", topic);
+    goto done;
+  }
+  total = 0;
+  for (int p = 0; p < parts; p++) {
+    int64_t lo = 0, hi = 0;
+    rd_kafka_resp_err_t e;
+    /* A partition that has just been created may not be served yet. */
+    for (int waited = 0;; waited += 100) {
+      e = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000);
+      if (e == RD_KAFKA_RESP_ERR_NO_ERROR || waited >= TOPIC_WAIT_MS)
+        break;
+      struct timespec ts = {0, 100 * 1000000L};
+      nanosleep(&ts, NULL);
+    }
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      snprintf(err, errlen, "topic %s [%d]: watermarks: %s", topic, p,
+               rd_kafka_err2str(e));
+      total = -1;
+      goto done;
+    }
+    total += hi - lo;
+  }
+done:
+  rd_kafka_topic_destroy(rkt);
+  rd_kafka_destroy(rk);
+  return total;
+}

@@ -1,2 +1,941 @@
-/* rules.c: being written. */
+/*
+ * The rules host (rules.h): one sandboxed lua_State per natka__rules.
+ *
+ * Everything that touches the Lua API runs inside lua_pcall, either of the
+ * rule itself or of a small C entry function (setup, load_entry,
+ * route_entry), so an allocation refused by the memory cap can never reach
+ * the panic handler. The C side keeps what it must free (module names,
+ * destinations) in structs it owns, and registry refs are taken last, once
+ * nothing else can fail.
+ *
+ * The sandbox is a whitelist. Only the base, string, table, math and utf8
+ * libraries are opened, into the state's real globals, which rules never
+ * see. The prelude (lua/natka/prelude.lua) copies a list of names from them
+ * into a shared, read-only base, with library tables and `natka` behind
+ * read-only views. Each module chunk gets its own _ENV whose __index is that
+ * base, which raises for names it does not have; what a module assigns stays
+ * in its own _ENV. Bytecode is never loaded.
+ */
+#include "rules.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lua_event.h"
 #include "natka/natka.h"
+#include "util.h"
+
+extern const char natka__lua_prelude[];
+extern const size_t natka__lua_prelude_len;
+
+#define MAX_DESTS 64
+#define MAX_FRAMES 5       /* Lua frames in an error's traceback */
+#define HOOK_STEP 1000     /* instructions between two budget checks */
+#define LOAD_BUDGET_MUL 10 /* a module chunk may use 10x a rule call */
+#define MAX_SOURCE (16 << 20)
+
+#define REG_ENV_MT "natka.rules.env_mt" /* metatable of every module _ENV */
+#define REG_DROP "natka.rules.drop"     /* the natka.drop sentinel */
+
+typedef struct module {
+  char *name;
+  int table; /* registry ref: the table the chunk returned */
+  int route; /* registry ref: its route function, or LUA_NOREF */
+} module;
+
+struct natka__rules {
+  lua_State *L;
+  natka__log *log;
+  char *default_topic; /* NULL: a topic named after the event's kind */
+  int64_t instr_budget;
+  size_t mem_limit, mem_used;
+  module *mods; /* sorted by name */
+  size_t nmods, cap;
+  int nrefs; /* registry refs held by mods, checked when freed */
+
+  /* The load or call in progress. */
+  const char *current;
+  int64_t limit, used;
+  int killed;
+};
+
+/* --------------------------------------------------------- memory, budget */
+
+/*
+ * Counts every byte the state holds and refuses growth past mem_limit.
+ * Returning NULL makes Lua run an emergency collection and retry before it
+ * raises LUA_ERRMEM, so the cap is on live data, not on garbage. Shrinking
+ * is never refused.
+ */
+static void *rules_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  natka__rules *r = ud;
+  size_t old = ptr != NULL ? osize : 0;
+  if (nsize == 0) {
+    free(ptr);
+    r->mem_used -= old;
+    return NULL;
+  }
+  if (r->mem_limit != 0 && nsize > old &&
+      r->mem_used + (nsize - old) > r->mem_limit)
+    return NULL;
+  void *p = realloc(ptr, nsize);
+  if (p != NULL)
+    r->mem_used = r->mem_used - old + nsize;
+  return p;
+}
+
+static natka__rules *rules_of(lua_State *L) {
+  void *ud;
+  lua_getallocf(L, &ud);
+  return ud;
+}
+
+/*
+ * Counts instructions in steps of HOOK_STEP. Once the budget is spent it
+ * raises, and re-arms itself to fire on every instruction: a rule that
+ * catches the error with pcall is stopped again at its very next
+ * instruction, until the error reaches our lua_pcall (Redis does the same).
+ */
+static void budget_hook(lua_State *L, lua_Debug *ar) {
+  natka__rules *r = rules_of(L);
+  (void)ar;
+  if (!r->killed) {
+    r->used += HOOK_STEP;
+    if (r->used <= r->limit)
+      return;
+    r->killed = 1;
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
+  }
+  luaL_error(L, "instruction budget exhausted");
+}
+
+static void arm(natka__rules *r, int64_t budget) {
+  r->used = 0;
+  r->killed = 0;
+  r->limit = budget;
+  lua_sethook(r->L, budget > 0 ? budget_hook : NULL, LUA_MASKCOUNT, HOOK_STEP);
+}
+
+static void disarm(natka__rules *r) {
+  lua_sethook(r->L, NULL, 0, 0);
+}
+
+/* ------------------------------------------------------- what rules see */
+
+/*
+ * Message handler of every rule call: the error plus a short traceback of
+ * the rule's own Lua frames (C frames such as error() and the prelude's are
+ * noise here). Short, because the reason goes to a log line and a DLQ
+ * header. It is C so that it runs even after the budget hook has started
+ * killing every Lua instruction. Stack: [err] -> [err, ..., text]
+ */
+static int msgh(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL)
+    msg =
+        lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, msg);
+  luaL_addstring(&b, "\nstack traceback:");
+  lua_Debug ar;
+  int shown = 0;
+  for (int level = 1; lua_getstack(L, level, &ar); level++) {
+    char fn[LUA_IDSIZE + 64];
+    lua_getinfo(L, "Sln", &ar);
+    if (ar.currentline <= 0 || strcmp(ar.source, "=natka.prelude") == 0)
+      continue;
+    if (shown++ == MAX_FRAMES) {
+      luaL_addstring(&b, "\n\t...");
+      break;
+    }
+    if (ar.name != NULL)
+      snprintf(fn, sizeof(fn), "function '%s'", ar.name);
+    else if (*ar.what == 'm')
+      snprintf(fn, sizeof(fn), "main chunk");
+    else
+      snprintf(fn, sizeof(fn), "function <%s:%d>", ar.short_src,
+               ar.linedefined);
+    lua_pushfstring(L, "\n\t%s:%d: in %s", ar.short_src, ar.currentline, fn);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* print(...) for rules: one info line in natka's log, tagged with the
+ * module being loaded or called.
+ * Stack: [args...] -> [args..., text] */
+static int sb_print(lua_State *L) {
+  natka__rules *r = rules_of(L);
+  int n = lua_gettop(L);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 1; i <= n; i++) {
+    if (i > 1)
+      luaL_addchar(&b, '\t');
+    luaL_tolstring(L, i, NULL);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  natka__info(r->log, "rule '%s': %s", r->current ? r->current : "?",
+              lua_tostring(L, -1));
+  return 0;
+}
+
+static int now_ms(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)(natka__now_ns() / 1000000));
+  return 1;
+}
+
+/* spent(): whether the running call has used up its budget. */
+static int spent(lua_State *L) {
+  lua_pushboolean(L, rules_of(L)->killed);
+  return 1;
+}
+
+static const luaL_Reg libs[] = {
+    {LUA_GNAME, luaopen_base},       {LUA_STRLIBNAME, luaopen_string},
+    {LUA_TABLIBNAME, luaopen_table}, {LUA_MATHLIBNAME, luaopen_math},
+    {LUA_UTF8LIBNAME, luaopen_utf8}, {NULL, NULL},
+};
+
+/* Rules never see the real globals (the prelude copies a whitelist); these
+ * go anyway, so that no prelude function could ever hand one out. */
+static const char *const unsafe_names[] = {
+    "dofile", "loadfile", "load", "require", "collectgarbage", "warn", NULL};
+
+static const luaL_Reg prelude_funcs[] = {
+    {"now_ms", now_ms},
+    {"print", sb_print},
+    {"spent", spent},
+    {NULL, NULL},
+};
+
+/*
+ * Opens the allowed libraries and runs the prelude, which builds `natka` and
+ * the metatable of module environments (see lua/natka/prelude.lua); both
+ * are kept in the registry. Stack: [] -> []
+ */
+static int setup(lua_State *L) {
+  for (const luaL_Reg *l = libs; l->name != NULL; l++) {
+    luaL_requiref(L, l->name, l->func, 1);
+    lua_pop(L, 1);
+  }
+  natka__lua_event_register(L);
+  for (int i = 0; unsafe_names[i] != NULL; i++) {
+    lua_pushnil(L);
+    lua_setglobal(L, unsafe_names[i]);
+  }
+  /* The loader refuses bytecode, so nothing makes it either; ("").dump
+   * would reach it through the string metatable, which rules may not read
+   * (nor rewrite) any more. */
+  lua_getglobal(L, LUA_STRLIBNAME);
+  lua_pushnil(L);
+  lua_setfield(L, -2, "dump");
+  lua_pushliteral(L, "");
+  lua_getmetatable(L, -1); /* [string, "", strmt] */
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_pop(L, 3);
+
+  if (luaL_loadbufferx(L, natka__lua_prelude, natka__lua_prelude_len,
+                       "=natka.prelude", "t") != LUA_OK)
+    return lua_error(L);
+  luaL_newlib(L, prelude_funcs);
+  lua_pushfstring(L, "%d.%d.%d", NATKA_VERSION_MAJOR, NATKA_VERSION_MINOR,
+                  NATKA_VERSION_PATCH);
+  lua_setfield(L, -2, "version");
+  lua_call(L, 1, 2); /* [natka, env_mt] */
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_setfield(L, LUA_REGISTRYINDEX, REG_ENV_MT);
+  lua_getfield(L, 1, "drop");
+  lua_setfield(L, LUA_REGISTRYINDEX, REG_DROP);
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- errors */
+
+/*
+ * The message for a Lua call or load that failed: "<what> '<name>': ..."
+ * (or "rules: ..." outside any module). A spent budget and a refused
+ * allocation get their own words; the Lua message for those says nothing
+ * useful.
+ */
+static int lua_failure(natka__rules *r, char *err, size_t errlen,
+                       const char *what, const char *name, int st,
+                       const char *msg, int killed, int64_t budget) {
+  char who[300], limit[64] = "";
+  if (name != NULL)
+    snprintf(who, sizeof(who), "%s '%s'", what, name);
+  else
+    snprintf(who, sizeof(who), "rules");
+  if (killed)
+    return natka__errf(err, errlen, NATKA_ERULE,
+                       "%s: instruction budget exhausted (%lld instructions)",
+                       who, (long long)budget);
+  if (st != LUA_ERRMEM)
+    return natka__errf(err, errlen, NATKA_ERULE, "%s: %s", who,
+                       msg != NULL ? msg : "unknown error");
+  if (r->mem_limit != 0) {
+    int shift = r->mem_limit % (1u << 20) == 0 ? 20
+                : r->mem_limit % 1024 == 0     ? 10
+                                               : 0;
+    snprintf(limit, sizeof(limit), " (limit %zu %s)", r->mem_limit >> shift,
+             shift == 20   ? "MiB"
+             : shift == 10 ? "KiB"
+                           : "bytes");
+  }
+  return natka__errf(err, errlen, NATKA_ERULE, "%s: out of memory%s", who,
+                     limit);
+}
+
+#define ALNUM "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+/* A Kafka topic name: 1..249 of [A-Za-z0-9._-], not "." or "..". */
+static int topic_ok(const char *s, size_t len) {
+  return len > 0 && len <= 249 && strspn(s, ALNUM "._-") == len &&
+         strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+}
+
+#define TOPIC_RULE "1 to 249 of A-Z a-z 0-9 . _ -, not '.' or '..'"
+
+/* A module name, as a NATS KV key or a file's basename: [A-Za-z0-9._/=-]. */
+static int name_ok(const char *s) {
+  size_t len = strlen(s);
+  if (len == 0 || len > 255)
+    return 0;
+  return strspn(s, ALNUM "._/=-") == len;
+}
+
+/* --------------------------------------------------------------- loading */
+
+typedef struct load_ctx {
+  natka__rules *r;
+  const char *name, *chunkname, *src;
+  size_t len;
+  char *err;
+  size_t errlen;
+  int rc;
+  int table, route; /* refs taken, until the module list owns them */
+} load_ctx;
+
+static const struct {
+  const char *name;
+  int type;
+} module_fields[] = {
+    {"route", LUA_TFUNCTION},
+    {"dedup", LUA_TFUNCTION},
+    {"degrade", LUA_TFUNCTION},
+    {"tests", LUA_TTABLE},
+};
+
+/*
+ * Compiles and runs one module chunk in a fresh _ENV, under the load budget,
+ * and checks the table it returns. Refs are taken last. Stack: [c] -> [c, ...]
+ */
+static int load_entry(lua_State *L) {
+  load_ctx *c = lua_touserdata(L, 1);
+  natka__rules *r = c->r;
+  int64_t budget = r->instr_budget * LOAD_BUDGET_MUL;
+  r->killed = 0;
+  lua_pushcfunction(L, msgh); /* [c, msgh] */
+  int st = luaL_loadbufferx(L, c->src, c->len, c->chunkname, "t");
+  if (st == LUA_OK) {
+    lua_newtable(L); /* [c, msgh, chunk, env] */
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2, "_G");
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_ENV_MT);
+    lua_setmetatable(L, -2);
+    lua_setupvalue(L, -2, 1); /* [c, msgh, chunk] */
+    arm(r, budget);
+    st = lua_pcall(L, 0, 1, 2); /* [c, msgh, module | err] */
+    disarm(r);
+  }
+  if (st != LUA_OK || r->killed) {
+    c->rc = lua_failure(r, c->err, c->errlen, "module", c->name, st,
+                        lua_tostring(L, -1), r->killed, budget);
+    return 0;
+  }
+  if (!lua_istable(L, 3)) {
+    c->rc = natka__errf(c->err, c->errlen, NATKA_ERULE,
+                        "module '%s': must return a table, got %s", c->name,
+                        luaL_typename(L, 3));
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof(module_fields) / sizeof(module_fields[0]);
+       i++) {
+    lua_pushstring(L, module_fields[i].name);
+    int t = lua_rawget(L, 3);
+    lua_pop(L, 1);
+    if (t != LUA_TNIL && t != module_fields[i].type) {
+      c->rc = natka__errf(c->err, c->errlen, NATKA_ERULE,
+                          "module '%s': %s must be a %s, got %s", c->name,
+                          module_fields[i].name,
+                          lua_typename(L, module_fields[i].type),
+                          lua_typename(L, t));
+      return 0;
+    }
+  }
+  lua_pushliteral(L, "route");
+  if (lua_rawget(L, 3) == LUA_TFUNCTION)
+    c->route = luaL_ref(L, LUA_REGISTRYINDEX);
+  else
+    lua_pop(L, 1);
+  lua_pushvalue(L, 3);
+  c->table = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+static int add_module(natka__rules *r, const char *name, const char *chunkname,
+                      const char *src, size_t len, char *err, size_t errlen) {
+  if (!name_ok(name))
+    return natka__errf(err, errlen, NATKA_ERULE,
+                       "module '%s': invalid name (want 1 to 255 of "
+                       "A-Z a-z 0-9 . _ / = -)",
+                       name);
+  lua_State *L = r->L;
+  int top = lua_gettop(L);
+  if (r->nmods == r->cap) {
+    size_t cap = r->cap == 0 ? 8 : r->cap * 2;
+    module *m = realloc(r->mods, cap * sizeof(*m));
+    if (m == NULL)
+      return natka__errf(err, errlen, NATKA_ENOMEM, "rules: out of memory");
+    r->mods = m;
+    r->cap = cap;
+  }
+  char *copy = natka__strdup(name);
+  if (copy == NULL)
+    return natka__errf(err, errlen, NATKA_ENOMEM, "rules: out of memory");
+
+  load_ctx c = {.r = r,
+                .name = name,
+                .chunkname = chunkname,
+                .src = src,
+                .len = len,
+                .err = err,
+                .errlen = errlen,
+                .table = LUA_NOREF,
+                .route = LUA_NOREF};
+  r->current = name;
+  lua_pushcfunction(L, load_entry);
+  lua_pushlightuserdata(L, &c);
+  int st = lua_pcall(L, 1, 0, 0);
+  if (st != LUA_OK)
+    c.rc = lua_failure(r, err, errlen, "module", name, st, lua_tostring(L, -1),
+                       0, 0);
+  lua_settop(L, top);
+  r->current = NULL;
+  if (c.rc != 0) {
+    luaL_unref(L, LUA_REGISTRYINDEX, c.route);
+    luaL_unref(L, LUA_REGISTRYINDEX, c.table);
+    free(copy);
+    lua_gc(L, LUA_GCCOLLECT); /* what the failed chunk left behind */
+    assert(lua_gettop(L) == top);
+    return c.rc;
+  }
+
+  size_t i = 0;
+  while (i < r->nmods && strcmp(r->mods[i].name, name) < 0)
+    i++;
+  if (i < r->nmods && strcmp(r->mods[i].name, name) == 0) {
+    module *old = &r->mods[i];
+    r->nrefs -= (old->route != LUA_NOREF) + 1;
+    luaL_unref(L, LUA_REGISTRYINDEX, old->route);
+    luaL_unref(L, LUA_REGISTRYINDEX, old->table);
+    free(old->name);
+  } else {
+    memmove(&r->mods[i + 1], &r->mods[i], (r->nmods - i) * sizeof(module));
+    r->nmods++;
+  }
+  r->mods[i] = (module){.name = copy, .table = c.table, .route = c.route};
+  r->nrefs += (c.route != LUA_NOREF) + 1;
+  assert(lua_gettop(L) == top);
+  return 0;
+}
+
+int natka__rules_add_module(natka__rules *r, const char *name, const char *src,
+                            size_t len, char *err, size_t errlen) {
+  if (r == NULL || name == NULL || (src == NULL && len > 0))
+    return natka__errf(err, errlen, NATKA_EINVAL, "rules: invalid argument");
+  char chunkname[300];
+  snprintf(chunkname, sizeof(chunkname), "=%s", name);
+  return add_module(r, name, chunkname, src != NULL ? src : "", len, err,
+                    errlen);
+}
+
+int natka__rules_load_file(natka__rules *r, const char *path, char *err,
+                           size_t errlen) {
+  if (r == NULL || path == NULL)
+    return natka__errf(err, errlen, NATKA_EINVAL, "rules: invalid argument");
+  const char *base = strrchr(path, '/');
+  base = base != NULL ? base + 1 : path;
+  size_t n = strlen(base);
+  if (n > 4 && strcmp(base + n - 4, ".lua") == 0)
+    n -= 4;
+  char name[256];
+  if (n >= sizeof(name))
+    return natka__errf(err, errlen, NATKA_ERULE, "%s: file name too long",
+                       path);
+  memcpy(name, base, n);
+  name[n] = '\0';
+
+  FILE *f = fopen(path, "rb");
+  if (f == NULL)
+    return natka__errf(err, errlen, NATKA_EIO, "%s: %s", path, strerror(errno));
+  char *buf = NULL, chunkname[512];
+  long size = -1;
+  int rc;
+  if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) >= 0)
+    rewind(f);
+  if (size < 0)
+    rc = natka__errf(err, errlen, NATKA_EIO, "%s: %s", path, strerror(errno));
+  else if (size > MAX_SOURCE)
+    rc = natka__errf(err, errlen, NATKA_ERULE, "%s: larger than %d MiB", path,
+                     MAX_SOURCE >> 20);
+  else if ((buf = malloc((size_t)size + 1)) == NULL)
+    rc = natka__errf(err, errlen, NATKA_ENOMEM, "rules: out of memory");
+  else if (fread(buf, 1, (size_t)size, f) != (size_t)size)
+    rc = natka__errf(err, errlen, NATKA_EIO, "%s: read error", path);
+  else {
+    snprintf(chunkname, sizeof(chunkname), "@%s", path);
+    rc = add_module(r, name, chunkname, buf, (size_t)size, err, errlen);
+  }
+  free(buf);
+  fclose(f);
+  return rc;
+}
+
+size_t natka__rules_count(const natka__rules *r) {
+  return r != NULL ? r->nmods : 0;
+}
+
+/* --------------------------------------------------------------- routing */
+
+typedef struct route_ctx {
+  natka__rules *r;
+  natka_event *ev;
+  natka__route *out;
+  char *err;
+  size_t errlen;
+  int rc;
+  int collect; /* an allocation was refused: collect once the call is over */
+} route_ctx;
+
+static int bad(route_ctx *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Records why route()'s return was refused. Returns -1. */
+static int bad(route_ctx *c, const char *fmt, ...) {
+  char why[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof(why), fmt, ap);
+  va_end(ap);
+  c->rc = natka__errf(c->err, c->errlen, NATKA_ERULE, "rule '%s': %s",
+                      c->r->current, why);
+  return -1;
+}
+
+static int nomem(route_ctx *c) {
+  c->rc = natka__errf(c->err, c->errlen, NATKA_ENOMEM, "rules: out of memory");
+  return -1;
+}
+
+/* Field f of the table at idx, raw (no metamethod runs outside the budget).
+ * Stack: [] -> [value]; returns its type. */
+static int raw_field(lua_State *L, int idx, const char *f) {
+  lua_pushstring(L, f);
+  return lua_rawget(L, idx);
+}
+
+/* headers (at idx) = { {name, value}, ... }. Stack: unchanged */
+static int to_headers(lua_State *L, route_ctx *c, int idx, natka__dest *d,
+                      const char *at) {
+  lua_Unsigned n = lua_rawlen(L, idx);
+  if (n == 0)
+    return 0;
+  if (n > 1024)
+    return bad(c, "%s%llu headers; at most 1024", at, (unsigned long long)n);
+  d->hdrs = calloc(n, sizeof(*d->hdrs));
+  if (d->hdrs == NULL)
+    return nomem(c);
+  for (lua_Unsigned i = 1; i <= n; i++) {
+    size_t nlen = 0, vlen = 0;
+    const char *name = NULL, *value = NULL;
+    if (lua_rawgeti(L, idx, (lua_Integer)i) == LUA_TTABLE) {
+      lua_rawgeti(L, -1, 1);
+      lua_rawgeti(L, -2, 2); /* [..., pair, name, value] */
+    } else {
+      lua_pushnil(L);
+      lua_pushnil(L);
+    }
+    if (lua_type(L, -2) == LUA_TSTRING)
+      name = lua_tolstring(L, -2, &nlen);
+    if (lua_type(L, -1) == LUA_TSTRING)
+      value = lua_tolstring(L, -1, &vlen);
+    if (name == NULL || nlen == 0 || strlen(name) != nlen || value == NULL) {
+      lua_pop(L, 3);
+      return bad(c,
+                 "%sheaders[%llu] must be a {name, value} pair of strings "
+                 "with a non-empty name",
+                 at, (unsigned long long)i);
+    }
+    natka__header *h = &d->hdrs[d->nhdrs++]; /* route_clear frees it */
+    h->name = natka__memdup(name, nlen);
+    h->value = natka__memdup(value, vlen);
+    h->len = vlen;
+    lua_pop(L, 3);
+    if (h->name == NULL || h->value == NULL)
+      return nomem(c);
+  }
+  return 0;
+}
+
+static const char *const dest_fields[] = {"topic", "key", "partition",
+                                          "headers", NULL};
+
+/* The topic string at idx into d. */
+static int set_topic(lua_State *L, route_ctx *c, int idx, natka__dest *d,
+                     const char *at) {
+  size_t len;
+  const char *topic = lua_tolstring(L, idx, &len);
+  if (!topic_ok(topic, len))
+    return bad(c, "%sinvalid topic '%.250s' (" TOPIC_RULE ")", at, topic);
+  d->topic = natka__memdup(topic, len);
+  return d->topic != NULL ? 0 : nomem(c);
+}
+
+/* The fields of a destination table, pushed at f .. f+3 in dest_fields'
+ * order. Stack: unchanged */
+static int dest_from_fields(lua_State *L, route_ctx *c, int f, natka__dest *d,
+                            const char *at) {
+  size_t len;
+  int t = lua_type(L, f), isint = 0;
+  if (t != LUA_TSTRING)
+    return bad(c, "%sa destination needs a string 'topic', got %s", at,
+               lua_typename(L, t));
+  if (set_topic(L, c, f, d, at) < 0)
+    return -1;
+  if ((t = lua_type(L, f + 1)) == LUA_TSTRING) {
+    const char *key = lua_tolstring(L, f + 1, &len);
+    d->has_key = 1;
+    d->key_len = len;
+    if ((d->key = natka__memdup(key, len)) == NULL)
+      return nomem(c);
+  } else if (t != LUA_TNIL)
+    return bad(c, "%s'key' must be a string, got %s", at, lua_typename(L, t));
+  if ((t = lua_type(L, f + 2)) != LUA_TNIL) {
+    lua_Integer p = lua_tointegerx(L, f + 2, &isint);
+    if (t != LUA_TNUMBER || !isint || p < 0 || p > INT32_MAX)
+      return bad(c, "%s'partition' must be an integer from 0, got %s", at,
+                 t == LUA_TNUMBER ? lua_tostring(L, f + 2)
+                                  : lua_typename(L, t));
+    d->partition = (int32_t)p;
+  }
+  if ((t = lua_type(L, f + 3)) == LUA_TTABLE)
+    return to_headers(L, c, f + 3, d, at);
+  if (t != LUA_TNIL)
+    return bad(c, "%s'headers' must be a list of {name, value}, got %s", at,
+               lua_typename(L, t));
+  return 0;
+}
+
+/*
+ * Copies the destination at idx (a topic, or a table with topic and optional
+ * key, partition, headers) into d. `at` prefixes errors ("destination 2: ").
+ * Returns 0 or -1 (c->rc set). Stack: unchanged
+ */
+static int to_dest(lua_State *L, route_ctx *c, int idx, natka__dest *d,
+                   const char *at) {
+  d->partition = -1;
+  int t = lua_type(L, idx);
+  if (t == LUA_TSTRING)
+    return set_topic(L, c, idx, d, at);
+  if (t != LUA_TTABLE)
+    return bad(c, "%sa %s is not a destination; expected a topic or a table",
+               at, lua_typename(L, t));
+  for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1)) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+    int known = 0;
+    for (int i = 0; dest_fields[i] != NULL && !known; i++)
+      known = strcmp(k, dest_fields[i]) == 0;
+    if (!known) {
+      bad(c, "%sunknown field '%s' in a destination (%s)", at,
+          *k ? k : luaL_typename(L, -2), "topic, key, partition, headers");
+      lua_pop(L, 2);
+      return -1;
+    }
+  }
+  for (int i = 0; dest_fields[i] != NULL; i++)
+    raw_field(L, idx, dest_fields[i]); /* [..., topic, key, part, hdrs] */
+  int rc = dest_from_fields(L, c, lua_gettop(L) - 3, d, at);
+  lua_pop(L, 4);
+  return rc;
+}
+
+static int one_dest(lua_State *L, route_ctx *c, int idx) {
+  if ((c->out->dests = calloc(1, sizeof(natka__dest))) == NULL)
+    return nomem(c);
+  c->out->n = 1;
+  return to_dest(L, c, idx, &c->out->dests[0], "") < 0 ? -1 : 1;
+}
+
+/*
+ * Turns what route() returned (at idx) into c->out: 0 for nil (no opinion),
+ * 1 when it decided, -1 when the value is not a valid answer. Only raw
+ * accesses: a metamethod here would run outside the rule's budget.
+ * Stack: unchanged
+ */
+static int convert(lua_State *L, route_ctx *c, int idx) {
+  int t = lua_type(L, idx);
+  if (t == LUA_TNIL)
+    return 0;
+  if (t == LUA_TSTRING)
+    return one_dest(L, c, idx);
+  if (t != LUA_TTABLE)
+    return bad(c,
+               "route returned a %s; expected a topic, a destination table, "
+               "a list or natka.drop",
+               lua_typename(L, t));
+  lua_getfield(L, LUA_REGISTRYINDEX, REG_DROP);
+  int drop = lua_rawequal(L, idx, -1);
+  lua_pop(L, 1);
+  if (drop) {
+    c->out->drop = 1;
+    return 1;
+  }
+  t = raw_field(L, idx, "topic");
+  lua_pop(L, 1);
+  if (t != LUA_TNIL)
+    return one_dest(L, c, idx);
+
+  lua_Unsigned n = lua_rawlen(L, idx), keys = 0;
+  for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1))
+    keys++;
+  if (keys == 0)
+    return bad(c, "route returned an empty list; return natka.drop to drop");
+  if (n == 0 || keys != n)
+    return bad(c, "route returned a table that is neither a destination "
+                  "(no 'topic') nor a list of destinations");
+  if (n > MAX_DESTS)
+    return bad(c, "route returned %llu destinations; at most %d",
+               (unsigned long long)n, MAX_DESTS);
+  if ((c->out->dests = calloc(n, sizeof(natka__dest))) == NULL)
+    return nomem(c);
+  for (lua_Unsigned i = 1; i <= n; i++) {
+    char at[32];
+    snprintf(at, sizeof(at), "destination %llu: ", (unsigned long long)i);
+    c->out->n = i;
+    lua_rawgeti(L, idx, (lua_Integer)i);
+    int rc = to_dest(L, c, lua_gettop(L), &c->out->dests[i - 1], at);
+    lua_pop(L, 1);
+    if (rc < 0)
+      return -1;
+  }
+  return 1;
+}
+
+static int decided_by(route_ctx *c, const char *name) {
+  if ((c->out->rule = natka__strdup(name)) == NULL && c->rc == 0)
+    nomem(c);
+  return 0;
+}
+
+/* Asks each module's route in name order until one decides or fails.
+ * Stack: [c, view] -> [c, view, ...] */
+static int route_modules(lua_State *L) {
+  route_ctx *c = lua_touserdata(L, 1);
+  natka__rules *r = c->r;
+  for (size_t i = 0; i < r->nmods; i++) {
+    const module *m = &r->mods[i];
+    if (m->route == LUA_NOREF)
+      continue;
+    r->current = m->name;
+    lua_pushcfunction(L, msgh); /* [c, view, msgh] */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, m->route);
+    lua_pushvalue(L, 2);
+    arm(r, r->instr_budget);
+    int st = lua_pcall(L, 1, 1, 3); /* [c, view, msgh, result | err] */
+    disarm(r);
+    if (st != LUA_OK || r->killed) {
+      c->rc = lua_failure(r, c->err, c->errlen, "rule", m->name, st,
+                          lua_tostring(L, -1), r->killed, r->instr_budget);
+      c->collect = st == LUA_ERRMEM;
+      return decided_by(c, m->name);
+    }
+    int d = convert(L, c, 4);
+    lua_settop(L, 2);
+    if (d != 0)
+      return decided_by(c, m->name);
+  }
+  return 0;
+}
+
+/*
+ * Lends the event to the rules for the duration of route_modules and
+ * detaches the view whatever happened, so a rule that kept it in a global
+ * finds it dead. Stack: [c] -> [c, view, ...]
+ */
+static int route_entry(lua_State *L) {
+  route_ctx *c = lua_touserdata(L, 1);
+  natka__lua_event_push(L, c->ev, 0); /* [c, view] */
+  lua_pushcfunction(L, route_modules);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  int st = lua_pcall(L, 2, 0, 0);
+  natka__lua_event_detach(L, 2);
+  if (st != LUA_OK) { /* outside the rule itself: converting its answer */
+    c->rc = lua_failure(c->r, c->err, c->errlen, "rule", c->r->current, st,
+                        lua_tostring(L, -1), 0, 0);
+    c->collect = 1;
+    if (c->out->rule == NULL && c->r->current != NULL)
+      decided_by(c, c->r->current);
+  }
+  return 0;
+}
+
+static void clear_dests(natka__route *out) {
+  for (size_t i = 0; i < out->n; i++) {
+    natka__dest *d = &out->dests[i];
+    for (size_t j = 0; j < d->nhdrs; j++) {
+      free(d->hdrs[j].name);
+      free(d->hdrs[j].value);
+    }
+    free(d->hdrs);
+    free(d->topic);
+    free(d->key);
+  }
+  free(out->dests);
+  out->dests = NULL;
+  out->n = 0;
+  out->drop = 0;
+}
+
+void natka__route_clear(natka__route *r) {
+  if (r == NULL)
+    return;
+  clear_dests(r);
+  free(r->rule);
+  r->rule = NULL;
+}
+
+static int default_route(natka__rules *r, natka_event *ev, natka__route *out) {
+  char topic[256];
+  if (r->default_topic != NULL)
+    snprintf(topic, sizeof(topic), "%s", r->default_topic);
+  else
+    natka__topic_from_name(ev->kind != NULL ? ev->kind : "", topic,
+                           sizeof(topic));
+  if ((out->dests = calloc(1, sizeof(natka__dest))) == NULL)
+    return NATKA_ENOMEM;
+  out->n = 1;
+  out->dests[0].partition = -1;
+  if ((out->dests[0].topic = natka__strdup(topic)) == NULL)
+    return NATKA_ENOMEM;
+  return 0;
+}
+
+int natka__rules_route(natka__rules *r, natka_event *ev, natka__route *out,
+                       char *err, size_t errlen) {
+  if (out != NULL)
+    memset(out, 0, sizeof(*out));
+  if (r == NULL || ev == NULL || out == NULL)
+    return natka__errf(err, errlen, NATKA_EINVAL, "rules: invalid argument");
+  lua_State *L = r->L;
+  int top = lua_gettop(L);
+  route_ctx c = {.r = r, .ev = ev, .out = out, .err = err, .errlen = errlen};
+  lua_pushcfunction(L, route_entry);
+  lua_pushlightuserdata(L, &c);
+  int st = lua_pcall(L, 1, 0, 0);
+  if (st != LUA_OK) { /* the view itself could not be made */
+    c.rc = lua_failure(r, err, errlen, "rule", NULL, st, lua_tostring(L, -1), 0,
+                       0);
+    c.collect = 1;
+  }
+  lua_settop(L, top);
+  r->current = NULL;
+  if (c.rc == 0 && !out->drop && out->n == 0 && out->rule == NULL &&
+      (c.rc = default_route(r, ev, out)) != 0)
+    natka__errf(err, errlen, c.rc, "rules: out of memory");
+  if (c.rc != 0)
+    clear_dests(out); /* out->rule still names the module that failed */
+  if (c.collect)
+    lua_gc(L, LUA_GCCOLLECT);
+  assert(lua_gettop(L) == top);
+  return c.rc;
+}
+
+/* ------------------------------------------------------------- lifetime */
+
+static int panic(lua_State *L) {
+  fprintf(stderr, "natka: unprotected error in the rules state: %s\n",
+          lua_tostring(L, -1) != NULL ? lua_tostring(L, -1) : "?");
+  return 0; /* Lua aborts */
+}
+
+int natka__rules_new(natka__rules **out, const natka__rules_opts *opts,
+                     char *err, size_t errlen) {
+  static const natka__rules_opts defaults = {0};
+  if (out == NULL)
+    return natka__errf(err, errlen, NATKA_EINVAL, "rules: invalid argument");
+  *out = NULL;
+  if (opts == NULL)
+    opts = &defaults;
+  const char *dt = opts->default_topic;
+  if (dt != NULL && dt[0] != '\0' && !topic_ok(dt, strlen(dt)))
+    return natka__errf(err, errlen, NATKA_EINVAL,
+                       "rules: invalid default topic '%.250s' (" TOPIC_RULE ")",
+                       dt);
+  natka__rules *r = calloc(1, sizeof(*r));
+  if (r == NULL)
+    return natka__errf(err, errlen, NATKA_ENOMEM, "rules: out of memory");
+  r->log = opts->log;
+  r->instr_budget = opts->instr_budget > 0 ? opts->instr_budget : 0;
+  r->mem_limit = opts->mem_limit;
+  if (dt != NULL && dt[0] != '\0' &&
+      (r->default_topic = natka__strdup(dt)) == NULL)
+    goto nomem;
+  if ((r->L = lua_newstate(rules_alloc, r)) == NULL)
+    goto nomem;
+  lua_atpanic(r->L, panic);
+  lua_pushcfunction(r->L, setup);
+  if (lua_pcall(r->L, 0, 0, 0) != LUA_OK) {
+    natka__errf(err, errlen, NATKA_ENOMEM,
+                "rules: cannot set up the Lua state: %s (memory limit %zu "
+                "bytes)",
+                lua_tostring(r->L, -1), r->mem_limit);
+    natka__rules_free(r);
+    return NATKA_ENOMEM;
+  }
+  *out = r;
+  return 0;
+nomem:
+  natka__rules_free(r);
+  return natka__errf(err, errlen, NATKA_ENOMEM, "rules: out of memory");
+}
+
+void natka__rules_free(natka__rules *r) {
+  if (r == NULL)
+    return;
+  int refs = 0;
+  for (size_t i = 0; i < r->nmods; i++) {
+    refs += (r->mods[i].route != LUA_NOREF) + 1;
+    free(r->mods[i].name);
+  }
+  assert(refs == r->nrefs);
+  (void)refs;
+  if (r->L != NULL)
+    lua_close(r->L); /* frees every ref with the registry */
+  free(r->mods);
+  free(r->default_topic);
+  free(r);
+}

@@ -464,6 +464,26 @@ fail:
   return rc;
 }
 
+static void close_all(natka *gw, int status);
+
+/* Sources start only once Kafka answers: fetching earlier would only hold
+ * messages unacked that cannot be delivered yet. */
+static void on_sink_ready(natka__sink *sink) {
+  natka *gw = sink->gw;
+  if (gw->state != GW_STARTED)
+    return;
+  for (size_t i = 0; i < gw->nsources; i++) {
+    int rc = gw->sources[i]->vt->start(gw->sources[i]);
+    if (rc != 0) {
+      natka__error(&gw->log, "cannot start source '%s': %s; stopping",
+                   gw->sources[i]->name, natka_strerror(rc));
+      gw->state = GW_STOPPING;
+      close_all(gw, rc);
+      return;
+    }
+  }
+}
+
 int natka_start(natka *gw) {
   char err[1024];
   natka__source *src;
@@ -501,15 +521,10 @@ int natka_start(natka *gw) {
     gw->sources[gw->nsources++] = src;
   }
   gw->sources_open = gw->nsources;
-  for (size_t i = 0; i < gw->nsources; i++)
-    if ((rc = gw->sources[i]->vt->start(gw->sources[i])) != 0) {
-      snprintf(err, sizeof(err), "cannot start source '%s': %s",
-               gw->sources[i]->name, natka_strerror(rc));
-      goto fail;
-    }
   natka__info(&gw->log, "natka %s started: %zu rule module(s), dlq %s",
               natka_version(), natka__rules_count(gw->rules),
               gw->conf->dlq_topic);
+  gw->sink->vt->await_ready(gw->sink, on_sink_ready);
   return 0;
 
 fail:

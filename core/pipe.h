@@ -79,6 +79,10 @@ typedef struct natka__sink_vt {
    * send returns only if send returns an error (then no callback). */
   int (*send)(natka__sink *sink, const natka_event *ev, const natka__dest *dest,
               const natka__header *extra, size_t nextra, void *opaque);
+  /* Calls `ready` once the sink can reach its destination, retrying with
+   * backoff (and logging) until then; sources start fetching only after it,
+   * so nothing is pulled that cannot be delivered. */
+  void (*await_ready)(natka__sink *sink, void (*ready)(natka__sink *sink));
   /* Events queued and not yet reported. */
   size_t (*queued)(natka__sink *sink);
   /* Closes once everything queued was reported or timed out; `done` runs

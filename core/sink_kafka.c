@@ -25,6 +25,9 @@
 #include "util.h"
 
 #define SAFETY_POLL_MS 200
+#define PROBE_TIMEOUT_MS 3000
+#define PROBE_BACKOFF_MIN_MS 250
+#define PROBE_BACKOFF_MAX_MS 10000
 #define EMBEDDED_BROKERS 3
 
 typedef struct kafka_sink {
@@ -37,6 +40,17 @@ typedef struct kafka_sink {
   uv_poll_t poll;
   uv_timer_t timer;
   int handles_open;
+
+  /* Readiness: a metadata request on the threadpool, retried with backoff
+   * on `retry` until the cluster answers. */
+  uv_work_t probe;
+  int probing;
+  rd_kafka_resp_err_t probe_err;
+  int probe_brokers;
+  uv_timer_t retry;
+  int64_t retry_ms;
+  void (*ready)(natka__sink *sink);
+  int closing;
   size_t queued;
   char *embedded; /* bootstrap address of the embedded cluster */
   void (*closed)(natka__sink *sink);
@@ -110,9 +124,10 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason,
 static void on_log(const rd_kafka_t *rk, int level, const char *fac,
                    const char *buf) {
   kafka_sink *ks = rd_kafka_opaque(rk);
-  natka_log_level lvl = level <= 3   ? NATKA_LOG_ERROR
-                        : level <= 4 ? NATKA_LOG_WARN
-                        : level <= 6 ? NATKA_LOG_INFO
+  /* Level 3 lines (connection FAILs) repeat what on_error already reports
+   * once per 10 s, so they only show at debug level. */
+  natka_log_level lvl = level <= 2   ? NATKA_LOG_ERROR
+                        : level == 4 ? NATKA_LOG_WARN
                                      : NATKA_LOG_DEBUG;
   natka__logf(ks->log, lvl, "kafka: %s: %s", fac, buf);
 }
@@ -133,6 +148,69 @@ static void on_poll(uv_poll_t *h, int status, int events) {
 
 static void on_timer(uv_timer_t *t) {
   serve(t->data);
+}
+
+/* Asks the cluster for every topic it has. Besides proving the cluster is
+ * there, this fills librdkafka's metadata cache, so the first event for an
+ * existing topic is sent at once instead of waiting for the topic scan
+ * (up to a second) while the producer settles on its brokers. */
+static void probe_work(uv_work_t *w) {
+  kafka_sink *ks = w->data;
+  const struct rd_kafka_metadata *md = NULL;
+  ks->probe_err = rd_kafka_metadata(ks->rk, 1, NULL, &md, PROBE_TIMEOUT_MS);
+  if (ks->probe_err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    ks->probe_brokers = md->broker_cnt;
+    rd_kafka_metadata_destroy(md);
+  }
+}
+
+static void close_handles(kafka_sink *ks);
+static void start_probe(kafka_sink *ks);
+static void on_retry(uv_timer_t *t) {
+  start_probe(t->data);
+}
+
+static void after_probe(uv_work_t *w, int status) {
+  kafka_sink *ks = w->data;
+  (void)status;
+  ks->probing = 0;
+  if (ks->closing) {
+    close_handles(ks);
+    return;
+  }
+  if (ks->probe_err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    natka__info(ks->log, "kafka: cluster answered (%d broker(s))",
+                ks->probe_brokers);
+    if (ks->ready != NULL)
+      ks->ready(&ks->base);
+    ks->ready = NULL;
+    return;
+  }
+  if (ks->retry_ms == 0 || ks->retry_ms >= PROBE_BACKOFF_MAX_MS)
+    natka__warn(ks->log,
+                "kafka: %s not reachable (%s); nothing is fetched until it "
+                "answers (retrying)",
+                ks->conf->kafka_brokers, rd_kafka_err2str(ks->probe_err));
+  ks->retry_ms = ks->retry_ms == 0 ? PROBE_BACKOFF_MIN_MS : ks->retry_ms * 2;
+  if (ks->retry_ms > PROBE_BACKOFF_MAX_MS)
+    ks->retry_ms = PROBE_BACKOFF_MAX_MS;
+  uv_timer_start(&ks->retry, on_retry, (uint64_t)ks->retry_ms, 0);
+}
+
+static void start_probe(kafka_sink *ks) {
+  if (ks->closing || ks->probing)
+    return;
+  ks->probe.data = ks;
+  if (uv_queue_work(natka_loop(ks->base.gw), &ks->probe, probe_work,
+                    after_probe) == 0)
+    ks->probing = 1;
+}
+
+static void ks_await_ready(natka__sink *sink,
+                           void (*ready)(natka__sink *sink)) {
+  kafka_sink *ks = (kafka_sink *)sink;
+  ks->ready = ready;
+  start_probe(ks);
 }
 
 static int ks_send(natka__sink *sink, const natka_event *ev,
@@ -213,20 +291,27 @@ static void on_handle_closed(uv_handle_t *h) {
 static void ks_close(natka__sink *sink, void (*done)(natka__sink *sink)) {
   kafka_sink *ks = (kafka_sink *)sink;
   ks->closed = done;
+  ks->closing = 1;
+  ks->ready = NULL;
+  if (!ks->probing) /* else after_probe closes once the probe is back */
+    close_handles(ks);
+}
+
+static void close_handles(kafka_sink *ks) {
   if (ks->queued > 0) {
     rd_kafka_purge(ks->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     for (int i = 0; i < 50 && ks->queued > 0; i++)
       rd_kafka_poll(ks->rk, 10);
   }
   if (ks->handles_open == 0) {
-    if (done != NULL)
-      done(sink);
+    if (ks->closed != NULL)
+      ks->closed(&ks->base);
     return;
   }
   uv_poll_stop(&ks->poll);
-  uv_timer_stop(&ks->timer);
   uv_close((uv_handle_t *)&ks->poll, on_handle_closed);
   uv_close((uv_handle_t *)&ks->timer, on_handle_closed);
+  uv_close((uv_handle_t *)&ks->retry, on_handle_closed);
 }
 
 static void ks_free(natka__sink *sink) {
@@ -235,6 +320,7 @@ static void ks_free(natka__sink *sink) {
 
 static const natka__sink_vt kafka_vt = {
     .kind = "kafka",
+    .await_ready = ks_await_ready,
     .send = ks_send,
     .queued = ks_queued,
     .close = ks_close,
@@ -348,13 +434,15 @@ int natka__sink_kafka_new(natka__sink **out, natka *gw, natka__delivery_cb cb,
 
   uv_loop_t *loop = natka_loop(gw);
   if (uv_poll_init(loop, &ks->poll, ks->pipefd[0]) != 0 ||
-      uv_timer_init(loop, &ks->timer) != 0) {
+      uv_timer_init(loop, &ks->timer) != 0 ||
+      uv_timer_init(loop, &ks->retry) != 0) {
     rc = natka__errf(err, errlen, NATKA_EIO, "kafka: cannot watch the pipe");
     goto fail;
   }
   ks->poll.data = ks;
   ks->timer.data = ks;
-  ks->handles_open = 2;
+  ks->retry.data = ks;
+  ks->handles_open = 3;
   uv_poll_start(&ks->poll, UV_READABLE, on_poll);
   uv_timer_start(&ks->timer, on_timer, SAFETY_POLL_MS, SAFETY_POLL_MS);
   /* The timer alone must not keep a host's loop alive. */

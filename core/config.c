@@ -4,18 +4,15 @@
  * Every key is one row of `schema` below: its dotted name, type, default
  * (written as natka_config_set() text), range, extra checks, where it lives
  * in struct natka_config and a one-line meaning. Defaults, loading a Lua
- * config, natka_config_set/get, freeing and the Markdown reference all walk
- * that table, so adding a key is adding a row (and a struct field).
+ * config (evaluated by config_lua.c), natka_config_set/get, freeing and the
+ * Markdown reference all walk that table, so adding a key is adding a row
+ * (and a struct field).
  *
  * Every change is made on a scratch copy of the configuration and moved into
  * place only once the whole change, cross-key checks included, succeeded: a
  * failed load or set leaves the configuration exactly as it was.
  */
 #include "config_int.h"
-
-#include <lauxlib.h>
-#include <lua.h>
-#include <lualib.h>
 
 #include <errno.h>
 #include <stdarg.h>
@@ -28,23 +25,7 @@
 #include "natka/error.h"
 #include "util.h"
 
-/* A config is a few dozen assignments; this many instructions is far beyond
- * any honest config and stops `while true do end` in a fraction of a second. */
-#define CONFIG_MAX_INSTRUCTIONS 10000000
-/* A count hook cannot interrupt one long C call (string.rep), so the state's
- * memory is capped too. */
-#define CONFIG_MAX_MEMORY ((size_t)64 << 20)
-#define KEY_MAX 128 /* longest dotted key built while walking a config */
-
-typedef enum {
-  T_STR,   /* char * */
-  T_INT,   /* int64_t */
-  T_BOOL,  /* int */
-  T_LIST,  /* natka__strlist */
-  T_MAP,   /* natka__strmap; "key.NAME" addresses one entry */
-  T_LEVEL, /* natka_log_level: index into `allowed`, in enum order */
-  T_ENUM   /* char *, one of `allowed` */
-} ktype;
+#define KEY_MAX NATKA__CONFIG_KEY_MAX
 
 /* Checks beyond type and range. */
 enum {
@@ -54,28 +35,19 @@ enum {
   F_MINUS1 = 1 << 3    /* integers: -1 allowed besides min..max */
 };
 
-typedef struct {
-  const char *key;
-  ktype type;
-  unsigned flags;
-  const char *def; /* default, as natka_config_set() text */
-  int64_t min, max;
-  const char *allowed; /* T_ENUM / T_LEVEL: "a|b|c" */
-  size_t off;
-  const char *doc;
-} row;
+typedef natka__config_row row;
 
 #define OFF(f) offsetof(natka_config, f)
 #define STR(k, f, fl, d, doc)                                                  \
-  { k, T_STR, fl, d, 0, 0, NULL, OFF(f), doc }
+  { k, NATKA__CONFIG_STR, fl, d, 0, 0, NULL, OFF(f), doc }
 #define INT(k, f, fl, d, lo, hi, doc)                                          \
-  { k, T_INT, fl, d, lo, hi, NULL, OFF(f), doc }
+  { k, NATKA__CONFIG_INT, fl, d, lo, hi, NULL, OFF(f), doc }
 #define BOOL(k, f, d, doc)                                                     \
-  { k, T_BOOL, 0, d, 0, 0, NULL, OFF(f), doc }
+  { k, NATKA__CONFIG_BOOL, 0, d, 0, 0, NULL, OFF(f), doc }
 #define LIST(k, f, fl, d, doc)                                                 \
-  { k, T_LIST, fl, d, 0, 0, NULL, OFF(f), doc }
+  { k, NATKA__CONFIG_LIST, fl, d, 0, 0, NULL, OFF(f), doc }
 #define MAP(k, f, doc)                                                         \
-  { k, T_MAP, 0, "", 0, 0, NULL, OFF(f), doc }
+  { k, NATKA__CONFIG_MAP, 0, "", 0, 0, NULL, OFF(f), doc }
 #define ENUM(k, t, f, d, a, doc)                                               \
   { k, t, 0, d, 0, 0, a, OFF(f), doc }
 
@@ -121,7 +93,7 @@ static const row schema[] = {
         "how long the producer waits to fill a batch"),
     INT("kafka.batch_size", kafka_batch_size, 0, "1000000", 1, 2147483647,
         "maximum bytes of one produce batch"),
-    ENUM("kafka.compression", T_ENUM, kafka_compression, "none",
+    ENUM("kafka.compression", NATKA__CONFIG_ENUM, kafka_compression, "none",
          "none|gzip|snappy|lz4|zstd", "compression codec"),
     INT("kafka.message_timeout_ms", kafka_message_timeout_ms, 0, "300000", 1000,
         2147483647, "a message not confirmed by then fails"),
@@ -153,8 +125,8 @@ static const row schema[] = {
         "events between source and Kafka confirmation"),
     INT("shutdown.drain_timeout_ms", drain_timeout_ms, 0, "30000", 0, 3600000,
         "how long a stop waits for in-flight events"),
-    ENUM("log.level", T_LEVEL, log_level, "info", "error|warn|info|debug",
-         "lowest level logged"),
+    ENUM("log.level", NATKA__CONFIG_LEVEL, log_level, "info",
+         "error|warn|info|debug", "lowest level logged"),
 };
 
 #define NROWS (sizeof(schema) / sizeof(schema[0]))
@@ -163,8 +135,7 @@ static const row schema[] = {
   ((const T *)(const void *)((const char *)(conf) + (r)->off))
 
 /* Every validation message starts with "config: " and names the key. */
-__attribute__((format(printf, 3, 4))) static int bad(char *err, size_t errlen,
-                                                     const char *fmt, ...) {
+int natka__config_bad(char *err, size_t errlen, const char *fmt, ...) {
   if (err != NULL && errlen > 0) {
     va_list ap;
     int n = snprintf(err, errlen, "config: ");
@@ -176,20 +147,20 @@ __attribute__((format(printf, 3, 4))) static int bad(char *err, size_t errlen,
   return NATKA_ECONFIG;
 }
 
-static int oom(char *err, size_t errlen) {
+int natka__config_oom(char *err, size_t errlen) {
   return natka__errf(err, errlen, NATKA_ENOMEM, "config: out of memory");
 }
 
 /* --- Lists, maps and whole configurations -------------------------------- */
 
-static void list_clear(natka__strlist *l) {
+void natka__config_list_clear(natka__strlist *l) {
   for (size_t i = 0; i < l->n; i++)
     free(l->v[i]);
   free(l->v);
   memset(l, 0, sizeof(*l));
 }
 
-static int list_add(natka__strlist *l, const char *s, size_t len) {
+int natka__config_list_add(natka__strlist *l, const char *s, size_t len) {
   char **v = realloc(l->v, (l->n + 1) * sizeof(*v));
   if (v == NULL)
     return NATKA_ENOMEM;
@@ -200,7 +171,7 @@ static int list_add(natka__strlist *l, const char *s, size_t len) {
   return 0;
 }
 
-static void map_clear(natka__strmap *m) {
+void natka__config_map_clear(natka__strmap *m) {
   for (size_t i = 0; i < m->n; i++) {
     free(m->keys[i]);
     free(m->values[i]);
@@ -244,13 +215,13 @@ static int map_set(natka__strmap *m, const char *key, const char *value) {
 static void free_fields(natka_config *conf) {
   for (size_t i = 0; i < NROWS; i++) {
     const row *r = &schema[i];
-    if (r->type == T_STR || r->type == T_ENUM) {
+    if (r->type == NATKA__CONFIG_STR || r->type == NATKA__CONFIG_ENUM) {
       free(*FIELD(conf, r, char *));
       *FIELD(conf, r, char *) = NULL;
-    } else if (r->type == T_LIST) {
-      list_clear(FIELD(conf, r, natka__strlist));
-    } else if (r->type == T_MAP) {
-      map_clear(FIELD(conf, r, natka__strmap));
+    } else if (r->type == NATKA__CONFIG_LIST) {
+      natka__config_list_clear(FIELD(conf, r, natka__strlist));
+    } else if (r->type == NATKA__CONFIG_MAP) {
+      natka__config_map_clear(FIELD(conf, r, natka__strmap));
     }
   }
 }
@@ -262,18 +233,19 @@ static int clone_config(natka_config *dst, const natka_config *src) {
   *dst = *src;
   for (size_t i = 0; i < NROWS; i++) {
     const row *r = &schema[i];
-    if (r->type == T_STR || r->type == T_ENUM) {
+    if (r->type == NATKA__CONFIG_STR || r->type == NATKA__CONFIG_ENUM) {
       const char *s = *CFIELD(src, r, char *);
       char *copy = rc == 0 ? natka__strdup(s) : NULL;
       if (s != NULL && copy == NULL)
         rc = NATKA_ENOMEM;
       *FIELD(dst, r, char *) = copy;
-    } else if (r->type == T_LIST) {
+    } else if (r->type == NATKA__CONFIG_LIST) {
       const natka__strlist *l = CFIELD(src, r, natka__strlist);
       memset(FIELD(dst, r, natka__strlist), 0, sizeof(*l));
       for (size_t j = 0; rc == 0 && j < l->n; j++)
-        rc = list_add(FIELD(dst, r, natka__strlist), l->v[j], strlen(l->v[j]));
-    } else if (r->type == T_MAP) {
+        rc = natka__config_list_add(FIELD(dst, r, natka__strlist), l->v[j],
+                                    strlen(l->v[j]));
+    } else if (r->type == NATKA__CONFIG_MAP) {
       const natka__strmap *m = CFIELD(src, r, natka__strmap);
       memset(FIELD(dst, r, natka__strmap), 0, sizeof(*m));
       for (size_t j = 0; rc == 0 && j < m->n; j++)
@@ -294,7 +266,7 @@ static void commit(natka_config *conf, natka_config *scratch) {
 
 /* --- Keys ---------------------------------------------------------------- */
 
-static const row *find_exact(const char *key) {
+const row *natka__config_find(const char *key) {
   for (size_t i = 0; i < NROWS; i++)
     if (strcmp(schema[i].key, key) == 0)
       return &schema[i];
@@ -303,12 +275,12 @@ static const row *find_exact(const char *key) {
 
 /* A key naming a row, or for a map row "key.NAME" (*entry = "NAME"). */
 static const row *find_row(const char *key, const char **entry) {
-  const row *r = find_exact(key);
+  const row *r = natka__config_find(key);
   *entry = NULL;
   for (size_t i = 0; r == NULL && i < NROWS; i++) {
     size_t n = strlen(schema[i].key);
-    if (schema[i].type == T_MAP && strncmp(key, schema[i].key, n) == 0 &&
-        key[n] == '.') {
+    if (schema[i].type == NATKA__CONFIG_MAP &&
+        strncmp(key, schema[i].key, n) == 0 && key[n] == '.') {
       r = &schema[i];
       *entry = key + n + 1;
     }
@@ -317,7 +289,7 @@ static const row *find_row(const char *key, const char **entry) {
 }
 
 /* "kafka" is a section because some key starts with "kafka.". */
-static int is_section(const char *name) {
+int natka__config_is_section(const char *name) {
   size_t n = strlen(name);
   for (size_t i = 0; i < NROWS; i++)
     if (strncmp(schema[i].key, name, n) == 0 && schema[i].key[n] == '.')
@@ -345,7 +317,7 @@ static size_t edit_distance(const char *a, const char *b) {
 }
 
 /* Names the nearest key or section (within 2 edits) when there is one. */
-static int unknown_key(const char *key, char *err, size_t errlen) {
+int natka__config_unknown_key(const char *key, char *err, size_t errlen) {
   const char *best = NULL;
   size_t best_d = 3, best_n = 0;
   for (size_t i = 0; i < NROWS; i++) {
@@ -365,9 +337,10 @@ static int unknown_key(const char *key, char *err, size_t errlen) {
     }
   }
   if (best == NULL)
-    return bad(err, errlen, "unknown key '%s'", key);
-  return bad(err, errlen, "unknown key '%s' (did you mean '%.*s'?)", key,
-             (int)best_n, best);
+    return natka__config_bad(err, errlen, "unknown key '%s'", key);
+  return natka__config_bad(err, errlen,
+                           "unknown key '%s' (did you mean '%.*s'?)", key,
+                           (int)best_n, best);
 }
 
 /* --- Checking and storing values ----------------------------------------- */
@@ -392,18 +365,20 @@ static int is_js_name(const char *s) {
 static int check_text(const row *r, const char *s, int entry, char *err,
                       size_t errlen) {
   if ((r->flags & F_NONEMPTY) && *s == '\0')
-    return bad(err, errlen, "'%s'%s must not be empty", r->key,
-               entry ? " entries" : "");
+    return natka__config_bad(err, errlen, "'%s'%s must not be empty", r->key,
+                             entry ? " entries" : "");
   if ((r->flags & F_JSNAME) && !is_js_name(s))
-    return bad(err, errlen,
-               "'%s' must be a JetStream name (no spaces, '.', '*', '>', "
-               "'/' or '\\'), got '%s'",
-               r->key, s);
+    return natka__config_bad(
+        err, errlen,
+        "'%s' must be a JetStream name (no spaces, '.', '*', '>', "
+        "'/' or '\\'), got '%s'",
+        r->key, s);
   if ((r->flags & F_TOPIC) && *s != '\0' && !is_topic_name(s))
-    return bad(err, errlen,
-               "'%s' must be a Kafka topic name ([A-Za-z0-9._-], at most 249, "
-               "not '.' or '..'), got '%s'",
-               r->key, s);
+    return natka__config_bad(
+        err, errlen,
+        "'%s' must be a Kafka topic name ([A-Za-z0-9._-], at most 249, "
+        "not '.' or '..'), got '%s'",
+        r->key, s);
   return 0;
 }
 
@@ -433,17 +408,18 @@ static void allowed_text(const row *r, int i, char *out, size_t len) {
   }
 }
 
-/* Stores the string value of a T_STR, T_ENUM or T_LEVEL row. */
-static int store_string(natka_config *c, const row *r, const char *s, char *err,
-                        size_t errlen) {
-  int i = r->type == T_STR ? 0 : allowed_index(r, s), rc;
+/* Stores the string value of a NATKA__CONFIG_STR, NATKA__CONFIG_ENUM or
+ * NATKA__CONFIG_LEVEL row. */
+int natka__config_store_string(natka_config *c, const row *r, const char *s,
+                               char *err, size_t errlen) {
+  int i = r->type == NATKA__CONFIG_STR ? 0 : allowed_index(r, s), rc;
   if (i < 0) {
     char list[128];
     allowed_text(r, -1, list, sizeof(list));
-    return bad(err, errlen, "'%s' must be one of %s; got '%s'", r->key, list,
-               s);
+    return natka__config_bad(err, errlen, "'%s' must be one of %s; got '%s'",
+                             r->key, list, s);
   }
-  if (r->type == T_LEVEL) {
+  if (r->type == NATKA__CONFIG_LEVEL) {
     *FIELD(c, r, natka_log_level) = (natka_log_level)i;
     return 0;
   }
@@ -451,49 +427,62 @@ static int store_string(natka_config *c, const row *r, const char *s, char *err,
     return rc;
   char *copy = natka__strdup(s);
   if (copy == NULL)
-    return oom(err, errlen);
+    return natka__config_oom(err, errlen);
   free(*FIELD(c, r, char *));
   *FIELD(c, r, char *) = copy;
   return 0;
 }
 
-static int store_int(natka_config *c, const row *r, int64_t v, char *err,
-                     size_t errlen) {
+int natka__config_store_int(natka_config *c, const row *r, int64_t v, char *err,
+                            size_t errlen) {
   if ((v < r->min || v > r->max) && !((r->flags & F_MINUS1) && v == -1))
-    return bad(err, errlen, "'%s' must be %sbetween %lld and %lld, got %lld",
-               r->key, (r->flags & F_MINUS1) ? "-1 or " : "", (long long)r->min,
-               (long long)r->max, (long long)v);
+    return natka__config_bad(
+        err, errlen, "'%s' must be %sbetween %lld and %lld, got %lld", r->key,
+        (r->flags & F_MINUS1) ? "-1 or " : "", (long long)r->min,
+        (long long)r->max, (long long)v);
   *FIELD(c, r, int64_t) = v;
   return 0;
 }
 
 /* Checks every entry of a new list, then moves it into the field. */
-static int store_list(natka_config *c, const row *r, natka__strlist *l,
-                      char *err, size_t errlen) {
+int natka__config_store_list(natka_config *c, const row *r, natka__strlist *l,
+                             char *err, size_t errlen) {
   for (size_t i = 0; i < l->n; i++) {
     int rc = check_text(r, l->v[i], 1, err, errlen);
     if (rc != 0)
       return rc;
   }
-  list_clear(FIELD(c, r, natka__strlist));
+  natka__config_list_clear(FIELD(c, r, natka__strlist));
   *FIELD(c, r, natka__strlist) = *l;
   memset(l, 0, sizeof(*l));
   return 0;
 }
 
-static int store_entry(natka__strmap *m, const row *r, const char *k,
-                       const char *v, char *err, size_t errlen) {
-  if (*k == '\0')
-    return bad(err, errlen, "'%s' keys must not be empty", r->key);
-  return map_set(m, k, v) == 0 ? 0 : oom(err, errlen);
+void natka__config_store_bool(natka_config *c, const row *r, int b) {
+  *FIELD(c, r, int) = b;
 }
 
-static const char *type_name(ktype t) {
-  return t == T_INT    ? "an integer"
-         : t == T_BOOL ? "a boolean"
-         : t == T_LIST ? "a list of strings"
-         : t == T_MAP  ? "a table of strings"
-                       : "a string";
+/* A map from a config replaces the whole map. */
+void natka__config_store_map(natka_config *c, const row *r, natka__strmap *m) {
+  natka__config_map_clear(FIELD(c, r, natka__strmap));
+  *FIELD(c, r, natka__strmap) = *m;
+  memset(m, 0, sizeof(*m));
+}
+
+int natka__config_store_entry(natka__strmap *m, const row *r, const char *k,
+                              const char *v, char *err, size_t errlen) {
+  if (*k == '\0')
+    return natka__config_bad(err, errlen, "'%s' keys must not be empty",
+                             r->key);
+  return map_set(m, k, v) == 0 ? 0 : natka__config_oom(err, errlen);
+}
+
+const char *natka__config_type_name(natka__config_type t) {
+  return t == NATKA__CONFIG_INT    ? "an integer"
+         : t == NATKA__CONFIG_BOOL ? "a boolean"
+         : t == NATKA__CONFIG_LIST ? "a list of strings"
+         : t == NATKA__CONFIG_MAP  ? "a table of strings"
+                                   : "a string";
 }
 
 /* --- Values from text (natka_config_set and the defaults) ---------------- */
@@ -528,13 +517,14 @@ static int split_list(const char *s, natka__strlist *out) {
     size_t n = strcspn(s, ","), len = n;
     while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
       len--;
-    if (list_add(out, s, len) != 0)
+    if (natka__config_list_add(out, s, len) != 0)
       return NATKA_ENOMEM;
     if (s[n] == '\0')
       break;
     s += n + 1;
     s += strspn(s, " \t");
-    if (*s == '\0' && list_add(out, "", 0) != 0) /* "a," has an empty entry */
+    if (*s == '\0' &&
+        natka__config_list_add(out, "", 0) != 0) /* "a," has an empty entry */
       return NATKA_ENOMEM;
   }
   return 0;
@@ -547,338 +537,52 @@ static int apply_text(natka_config *c, const row *r, const char *entry,
   int64_t i;
   int b, rc;
   switch (r->type) {
-  case T_INT:
+  case NATKA__CONFIG_INT:
     if (parse_int(text, &i) != 0)
-      return bad(err, errlen, "'%s' must be an integer, got '%s'", r->key,
-                 text);
-    return store_int(c, r, i, err, errlen);
-  case T_BOOL:
+      return natka__config_bad(err, errlen, "'%s' must be an integer, got '%s'",
+                               r->key, text);
+    return natka__config_store_int(c, r, i, err, errlen);
+  case NATKA__CONFIG_BOOL:
     if (parse_bool(text, &b) != 0)
-      return bad(err, errlen,
-                 "'%s' must be a boolean (true/false/on/off/1/0), got '%s'",
-                 r->key, text);
-    *FIELD(c, r, int) = b;
+      return natka__config_bad(
+          err, errlen,
+          "'%s' must be a boolean (true/false/on/off/1/0), got '%s'", r->key,
+          text);
+    natka__config_store_bool(c, r, b);
     return 0;
-  case T_LIST:
-    rc = split_list(text, &l) == 0 ? store_list(c, r, &l, err, errlen)
-                                   : oom(err, errlen);
-    list_clear(&l);
+  case NATKA__CONFIG_LIST:
+    rc = split_list(text, &l) == 0
+             ? natka__config_store_list(c, r, &l, err, errlen)
+             : natka__config_oom(err, errlen);
+    natka__config_list_clear(&l);
     return rc;
-  case T_MAP: /* one entry at a time; "" clears the whole map */
+  case NATKA__CONFIG_MAP: /* one entry at a time; "" clears the whole map */
     if (entry != NULL)
-      return store_entry(FIELD(c, r, natka__strmap), r, entry, text, err,
-                         errlen);
+      return natka__config_store_entry(FIELD(c, r, natka__strmap), r, entry,
+                                       text, err, errlen);
     if (*text != '\0')
-      return bad(err, errlen, "set entries of '%s' as '%s.NAME'", r->key,
-                 r->key);
-    map_clear(FIELD(c, r, natka__strmap));
+      return natka__config_bad(err, errlen, "set entries of '%s' as '%s.NAME'",
+                               r->key, r->key);
+    natka__config_map_clear(FIELD(c, r, natka__strmap));
     return 0;
   default:
-    return store_string(c, r, text, err, errlen);
+    return natka__config_store_string(c, r, text, err, errlen);
   }
-}
-
-/* --- Values from Lua ----------------------------------------------------- */
-
-/* The string at idx, which must be a real string (not a number) and hold no
- * NUL byte, or NULL with *rc set; `label` names it in the message. */
-static const char *lua_text(lua_State *L, int idx, const char *label, char *err,
-                            size_t errlen, int *rc) {
-  size_t len;
-  if (lua_type(L, idx) != LUA_TSTRING) {
-    *rc = bad(err, errlen, "'%s' must be a string, got %s", label,
-              luaL_typename(L, idx));
-    return NULL;
-  }
-  const char *s = lua_tolstring(L, idx, &len);
-  if (strlen(s) != len) {
-    *rc = bad(err, errlen, "'%s' must not contain NUL bytes", label);
-    return NULL;
-  }
-  return s;
-}
-
-/* A sequence of strings: keys 1..n and nothing else. */
-static int lua_list(lua_State *L, int idx, const row *r, natka__strlist *out,
-                    char *err, size_t errlen) {
-  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
-  int rc = 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    lua_Integer k = lua_isinteger(L, -2) ? lua_tointeger(L, -2) : 0;
-    lua_pop(L, 1);
-    if (k < 1 || k > n) {
-      lua_pop(L, 1);
-      return bad(err, errlen,
-                 "'%s' must be a list of strings, got a table with other keys",
-                 r->key);
-    }
-  }
-  for (lua_Integer i = 1; rc == 0 && i <= n; i++) {
-    char label[KEY_MAX + 24];
-    snprintf(label, sizeof(label), "%s[%lld]", r->key, (long long)i);
-    lua_rawgeti(L, idx, i);
-    const char *s = lua_text(L, -1, label, err, errlen, &rc);
-    if (s != NULL && list_add(out, s, strlen(s)) != 0)
-      rc = oom(err, errlen);
-    lua_pop(L, 1);
-  }
-  return rc;
-}
-
-static int lua_map(lua_State *L, int idx, const row *r, natka__strmap *out,
-                   char *err, size_t errlen) {
-  int rc = 0;
-  lua_pushnil(L);
-  while (rc == 0 && lua_next(L, idx) != 0) {
-    char label[KEY_MAX * 2];
-    const char *k = NULL, *v = NULL;
-    if (lua_type(L, -2) != LUA_TSTRING)
-      rc = bad(err, errlen, "'%s' keys must be strings, got %s", r->key,
-               luaL_typename(L, -2));
-    else if ((k = lua_text(L, -2, r->key, err, errlen, &rc)) != NULL) {
-      snprintf(label, sizeof(label), "%s.%s", r->key, k);
-      v = lua_text(L, -1, label, err, errlen, &rc);
-    }
-    if (v != NULL)
-      rc = store_entry(out, r, k, v, err, errlen);
-    lua_pop(L, rc == 0 ? 1 : 2);
-  }
-  return rc;
-}
-
-static int apply_lua(lua_State *L, int idx, natka_config *c, const row *r,
-                     char *err, size_t errlen) {
-  int t = lua_type(L, idx), ok = 0, rc = 0;
-  const char *s;
-  if (r->type == T_BOOL && t == LUA_TBOOLEAN) {
-    *FIELD(c, r, int) = lua_toboolean(L, idx);
-    return 0;
-  }
-  if (r->type == T_INT && t == LUA_TNUMBER) {
-    lua_Integer v = lua_tointegerx(L, idx, &ok); /* integral floats too */
-    if (!ok)
-      return bad(err, errlen, "'%s' must be an integer, got %.14g", r->key,
-                 (double)lua_tonumber(L, idx));
-    return store_int(c, r, v, err, errlen);
-  }
-  if (r->type == T_STR || r->type == T_ENUM || r->type == T_LEVEL) {
-    s = lua_text(L, idx, r->key, err, errlen, &rc);
-    return s == NULL ? rc : store_string(c, r, s, err, errlen);
-  }
-  if (t != LUA_TTABLE || r->type == T_INT || r->type == T_BOOL)
-    return bad(err, errlen, "'%s' must be %s, got %s", r->key,
-               type_name(r->type), luaL_typename(L, idx));
-  if (r->type == T_LIST) {
-    natka__strlist l = {0};
-    if ((rc = lua_list(L, idx, r, &l, err, errlen)) == 0)
-      rc = store_list(c, r, &l, err, errlen);
-    list_clear(&l);
-    return rc;
-  }
-  natka__strmap m = {0}; /* a map in a config replaces the whole map */
-  if ((rc = lua_map(L, idx, r, &m, err, errlen)) == 0) {
-    map_clear(FIELD(c, r, natka__strmap));
-    *FIELD(c, r, natka__strmap) = m;
-    memset(&m, 0, sizeof(m));
-  }
-  map_clear(&m);
-  return rc;
-}
-
-/* Walks the table at idx whose dotted name is prefix ("" at the top): each
- * key is a schema key or a section to walk in turn. Raw access only, so the
- * returned table's metamethods never run. Stack: balanced. */
-static int walk(lua_State *L, int idx, const char *prefix, natka_config *c,
-                char *err, size_t errlen) {
-  int rc = 0;
-  lua_pushnil(L);
-  while (rc == 0 && lua_next(L, idx) != 0) {
-    char key[KEY_MAX];
-    const row *r;
-    if (lua_type(L, -2) != LUA_TSTRING) {
-      rc = bad(err, errlen, "keys must be names, got a %s key in '%s'",
-               luaL_typename(L, -2), *prefix ? prefix : "(top level)");
-    } else {
-      snprintf(key, sizeof(key), "%s%s%s", prefix, *prefix ? "." : "",
-               lua_tostring(L, -2));
-      if ((r = find_exact(key)) != NULL)
-        rc = apply_lua(L, lua_gettop(L), c, r, err, errlen);
-      else if (!is_section(key))
-        rc = unknown_key(key, err, errlen);
-      else if (lua_type(L, -1) != LUA_TTABLE)
-        rc = bad(err, errlen, "'%s' must be a table, got %s", key,
-                 luaL_typename(L, -1));
-      else
-        rc = walk(L, lua_gettop(L), key, c, err, errlen);
-    }
-    lua_pop(L, rc == 0 ? 1 : 2);
-  }
-  return rc;
-}
-
-/* --- Evaluating a config chunk ------------------------------------------- */
-
-typedef struct {
-  size_t used, limit;
-} memcap;
-
-static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  memcap *m = ud;
-  size_t old = ptr != NULL ? osize : 0;
-  if (nsize == 0) {
-    free(ptr);
-    m->used -= old < m->used ? old : m->used;
-    return NULL;
-  }
-  if (nsize > old && nsize - old > m->limit - m->used)
-    return NULL;
-  void *p = realloc(ptr, nsize);
-  if (p != NULL)
-    m->used = m->used - old + nsize;
-  return p;
-}
-
-/* A hook runs inside the hooked function, so luaL_where(L, 0) names the
- * config's line. Re-armed to fire on every instruction, so that the error
- * cannot be outrun should a later Lua ever let the chunk catch it. */
-static void count_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
-  luaL_where(L, 0);
-  lua_pushstring(L, "config: ran too long");
-  lua_concat(L, 2);
-  lua_error(L);
-}
-
-/* env(NAME[, DEFAULT]): the variable's value, else DEFAULT (or nil). */
-static int env_fn(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TSTRING);
-  const char *v = getenv(lua_tostring(L, 1));
-  lua_settop(L, 2);
-  if (v != NULL)
-    lua_pushstring(L, v);
-  return 1;
-}
-
-/* Reading a name the sandbox does not have is an error rather than nil, so
- * `io.open` or a misspelt variable says what is wrong. */
-static int env_index(lua_State *L) {
-  const char *name = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "?";
-  return luaL_error(L,
-                    "'%s' is not available in a config (only string, table, "
-                    "math and env)",
-                    name);
-}
-
-/* Builds the chunk's environment; run protected since it allocates. Stack:
- * in nothing, out the environment table. */
-static int make_env(lua_State *L) {
-  static const luaL_Reg libs[] = {{LUA_STRLIBNAME, luaopen_string},
-                                  {LUA_TABLIBNAME, luaopen_table},
-                                  {LUA_MATHLIBNAME, luaopen_math}};
-  lua_newtable(L);
-  for (size_t i = 0; i < sizeof(libs) / sizeof(libs[0]); i++) {
-    luaL_requiref(L, libs[i].name, libs[i].func, 0); /* not into _G */
-    lua_setfield(L, -2, libs[i].name);
-  }
-  lua_pushcfunction(L, env_fn);
-  lua_setfield(L, -2, "env");
-  lua_newtable(L);
-  lua_pushcfunction(L, env_index);
-  lua_setfield(L, -2, "__index");
-  lua_setmetatable(L, -2);
-  return 1;
-}
-
-/* Evaluates buf (or, when buf is NULL, the file `name`) in a fresh sandboxed
- * state and applies the table it returns over a copy of conf, moved into
- * conf only if everything succeeded. */
-static int eval(natka_config *conf, const char *buf, size_t len,
-                const char *name, char *err, size_t errlen) {
-  char chunkname[256];
-  natka_config scratch;
-  memcap cap = {0, CONFIG_MAX_MEMORY};
-  lua_State *L = NULL;
-  int rc, st;
-  if (clone_config(&scratch, conf) != 0)
-    return oom(err, errlen);
-  if ((L = luaL_newstate()) == NULL) {
-    rc = oom(err, errlen);
-    goto fail;
-  }
-  cap.used = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 +
-             (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
-  lua_setallocf(L, capped_alloc, &cap);
-  lua_pushcfunction(L, make_env);
-  if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
-    rc = oom(err, errlen);
-    goto fail;
-  }
-  if (buf != NULL) {
-    snprintf(chunkname, sizeof(chunkname), "=%s", name);
-    st = luaL_loadbufferx(L, buf, len, chunkname, "t");
-  } else {
-    st = luaL_loadfilex(L, name, "t"); /* names the chunk "@path" */
-  }
-  if (st == LUA_OK) {
-    lua_pushvalue(L, -2);
-    lua_setupvalue(L, -2, 1); /* a main chunk's only upvalue is _ENV */
-    lua_sethook(L, count_hook, LUA_MASKCOUNT, CONFIG_MAX_INSTRUCTIONS);
-    st = lua_pcall(L, 0, 1, 0);
-    lua_sethook(L, NULL, 0, 0);
-  }
-  if (st != LUA_OK) {
-    /* Syntax and runtime errors carry "name:line:", and an unreadable file's
-     * message names it; a binary chunk's does not, so it gets the name. */
-    const char *msg = lua_tostring(L, -1);
-    size_t n = strlen(name) < 40 ? strlen(name) : 40; /* Lua cuts long names */
-    int named = st == LUA_ERRFILE ||
-                (msg != NULL &&
-                 (strncmp(msg, name, n) == 0 || strncmp(msg, "...", 3) == 0));
-    if (st == LUA_ERRMEM || msg == NULL)
-      rc = natka__errf(err, errlen, NATKA_ECONFIG,
-                       "%s: config used more than %zu MiB of memory", name,
-                       CONFIG_MAX_MEMORY >> 20);
-    else
-      rc = natka__errf(err, errlen,
-                       st == LUA_ERRFILE ? NATKA_EIO : NATKA_ECONFIG, "%s%s%s",
-                       named ? "" : name, named ? "" : ": ", msg);
-    goto fail;
-  }
-  if (lua_type(L, -1) != LUA_TTABLE) {
-    rc = natka__errf(err, errlen, NATKA_ECONFIG,
-                     "%s: a config must return a table, got %s", name,
-                     luaL_typename(L, -1));
-    goto fail;
-  }
-  if ((rc = walk(L, lua_gettop(L), "", &scratch, err, errlen)) != 0 ||
-      (rc = natka__config_validate(&scratch, err, errlen)) != 0)
-    goto fail;
-  commit(conf, &scratch);
-  lua_close(L);
-  return 0;
-
-fail:
-  if (L != NULL)
-    lua_close(L);
-  free_fields(&scratch);
-  return rc;
 }
 
 /* --- Public API ---------------------------------------------------------- */
 
 int natka__config_validate(const natka_config *conf, char *err, size_t errlen) {
   if (conf->kafka_queue_low >= conf->kafka_queue_high)
-    return bad(err, errlen,
-               "'kafka.queue_low' (%lld) must be less than 'kafka.queue_high' "
-               "(%lld)",
-               (long long)conf->kafka_queue_low,
-               (long long)conf->kafka_queue_high);
+    return natka__config_bad(
+        err, errlen,
+        "'kafka.queue_low' (%lld) must be less than 'kafka.queue_high' "
+        "(%lld)",
+        (long long)conf->kafka_queue_low, (long long)conf->kafka_queue_high);
   if (conf->js_enabled && conf->js_create_stream && conf->js_subjects.n == 0)
-    return bad(err, errlen,
-               "'jetstream.subjects' must not be empty when "
-               "'jetstream.create_stream' is true");
+    return natka__config_bad(err, errlen,
+                             "'jetstream.subjects' must not be empty when "
+                             "'jetstream.create_stream' is true");
   return 0;
 }
 
@@ -905,11 +609,26 @@ void natka_config_free(natka_config *conf) {
   free(conf);
 }
 
+/* Evaluates a config chunk over a copy of conf, moved into conf only if the
+ * whole load, cross-key checks included, succeeded. */
+static int load(natka_config *conf, const char *buf, size_t len,
+                const char *name, char *err, size_t errlen) {
+  natka_config scratch;
+  int rc;
+  if (clone_config(&scratch, conf) != 0)
+    return natka__config_oom(err, errlen);
+  if ((rc = natka__config_eval(&scratch, buf, len, name, err, errlen)) == 0 &&
+      (rc = natka__config_validate(&scratch, err, errlen)) == 0)
+    commit(conf, &scratch);
+  free_fields(&scratch);
+  return rc;
+}
+
 int natka_config_load_string(natka_config *conf, const char *chunk,
                              const char *name, char *errbuf, size_t errlen) {
   if (conf == NULL || chunk == NULL)
     return natka__errf(errbuf, errlen, NATKA_EINVAL, "config: no config");
-  return eval(conf, chunk, strlen(chunk), name != NULL ? name : "config",
+  return load(conf, chunk, strlen(chunk), name != NULL ? name : "config",
               errbuf, errlen);
 }
 
@@ -917,7 +636,7 @@ int natka_config_load_file(natka_config *conf, const char *path, char *errbuf,
                            size_t errlen) {
   if (conf == NULL || path == NULL)
     return natka__errf(errbuf, errlen, NATKA_EINVAL, "config: no config");
-  return eval(conf, NULL, 0, path, errbuf, errlen);
+  return load(conf, NULL, 0, path, errbuf, errlen);
 }
 
 int natka_config_set(natka_config *conf, const char *key, const char *value,
@@ -929,9 +648,9 @@ int natka_config_set(natka_config *conf, const char *key, const char *value,
   if (conf == NULL || key == NULL || value == NULL)
     return natka__errf(errbuf, errlen, NATKA_EINVAL, "config: no key or value");
   if ((r = find_row(key, &entry)) == NULL)
-    return unknown_key(key, errbuf, errlen);
+    return natka__config_unknown_key(key, errbuf, errlen);
   if (clone_config(&scratch, conf) != 0)
-    return oom(errbuf, errlen);
+    return natka__config_oom(errbuf, errlen);
   if ((rc = apply_text(&scratch, r, entry, value, errbuf, errlen)) == 0 &&
       (rc = natka__config_validate(&scratch, errbuf, errlen)) == 0)
     commit(conf, &scratch);
@@ -961,21 +680,21 @@ int natka_config_get(const natka_config *conf, const char *key, char *buf,
   if ((r = find_row(key, &entry)) == NULL)
     return NATKA_ECONFIG;
   buf[0] = '\0';
-  if (r->type == T_INT) {
+  if (r->type == NATKA__CONFIG_INT) {
     snprintf(num, sizeof(num), "%lld", (long long)*CFIELD(conf, r, int64_t));
     put(buf, len, &pos, num);
-  } else if (r->type == T_BOOL) {
+  } else if (r->type == NATKA__CONFIG_BOOL) {
     put(buf, len, &pos, *CFIELD(conf, r, int) ? "true" : "false");
-  } else if (r->type == T_LEVEL) {
+  } else if (r->type == NATKA__CONFIG_LEVEL) {
     allowed_text(r, (int)*CFIELD(conf, r, natka_log_level), num, sizeof(num));
     put(buf, len, &pos, num);
-  } else if (r->type == T_LIST) {
+  } else if (r->type == NATKA__CONFIG_LIST) {
     const natka__strlist *l = CFIELD(conf, r, natka__strlist);
     for (size_t i = 0; i < l->n; i++) {
       put(buf, len, &pos, i > 0 ? "," : "");
       put(buf, len, &pos, l->v[i]);
     }
-  } else if (r->type == T_MAP) {
+  } else if (r->type == NATKA__CONFIG_MAP) {
     const natka__strmap *m = CFIELD(conf, r, natka__strmap);
     size_t i = 0;
     while (entry != NULL && i < m->n && strcmp(m->keys[i], entry) != 0)
@@ -1009,17 +728,17 @@ void natka_config_set_logger(natka_config *conf, natka_log_cb cb, void *data) {
 static void write_row(FILE *f, const row *r) {
   char text[128];
   fprintf(f, "| `%s` | ", r->key);
-  if (r->type == T_INT)
+  if (r->type == NATKA__CONFIG_INT)
     fprintf(f, "integer, %s%lld..%lld | `%s`",
             (r->flags & F_MINUS1) ? "-1 or " : "", (long long)r->min,
             (long long)r->max, r->def);
-  else if (r->type == T_BOOL)
+  else if (r->type == NATKA__CONFIG_BOOL)
     fprintf(f, "boolean | `%s`", r->def);
-  else if (r->type == T_STR)
+  else if (r->type == NATKA__CONFIG_STR)
     fprintf(f, "string | `\"%s\"`", r->def);
-  else if (r->type == T_MAP)
+  else if (r->type == NATKA__CONFIG_MAP)
     fputs("table of strings | `{}`", f);
-  else if (r->type == T_LIST)
+  else if (r->type == NATKA__CONFIG_LIST)
     fprintf(f, "list of strings | `{%s%s%s}`", *r->def ? "\"" : "", r->def,
             *r->def ? "\"" : ""); /* list defaults have at most one entry */
   else {

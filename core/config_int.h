@@ -50,8 +50,8 @@ struct natka_config {
   int64_t kafka_batch_size;
   char *kafka_compression;
   int64_t kafka_message_timeout_ms;
-  int64_t kafka_queue_high; /* pause sources above this many queued */
-  int64_t kafka_queue_low;  /* resume below this */
+  int64_t kafka_queue_high;  /* pause sources above this many queued */
+  int64_t kafka_queue_low;   /* resume below this */
   natka__strmap kafka_props; /* raw librdkafka properties */
 
   /* rules.* */
@@ -74,6 +74,78 @@ struct natka_config {
   natka_log_cb log_cb;
   void *log_data;
 };
+
+/* --- Shared by config.c (the schema, set/get, validation, reference) and
+ * config_lua.c (evaluating a config chunk). Every natka__config_* function
+ * below that takes err returns 0 or a negative NATKA_E* code with a message
+ * naming the key in err. */
+
+#define NATKA__CONFIG_KEY_MAX 128 /* longest dotted key built from a config */
+
+typedef enum {
+  NATKA__CONFIG_STR,   /* char * */
+  NATKA__CONFIG_INT,   /* int64_t */
+  NATKA__CONFIG_BOOL,  /* int */
+  NATKA__CONFIG_LIST,  /* natka__strlist */
+  NATKA__CONFIG_MAP,   /* natka__strmap; "key.NAME" addresses one entry */
+  NATKA__CONFIG_LEVEL, /* natka_log_level: index into `allowed`, enum order */
+  NATKA__CONFIG_ENUM   /* char *, one of `allowed` */
+} natka__config_type;
+
+/* One key: a row of the schema in config.c. */
+typedef struct natka__config_row {
+  const char *key;
+  natka__config_type type;
+  unsigned flags;  /* checks beyond type and range (F_* in config.c) */
+  const char *def; /* default, as natka_config_set() text */
+  int64_t min, max;
+  const char *allowed; /* NATKA__CONFIG_ENUM / _LEVEL: "a|b|c" */
+  size_t off;          /* of the field in struct natka_config */
+  const char *doc;
+} natka__config_row;
+
+/* The row called exactly `key` ("kafka.linger_ms"), or NULL. */
+const natka__config_row *natka__config_find(const char *key);
+/* Whether some key starts with "<name>." ("kafka" is a section). */
+int natka__config_is_section(const char *name);
+/* NATKA_ECONFIG, naming the nearest key or section when there is one. */
+int natka__config_unknown_key(const char *key, char *err, size_t errlen);
+/* "an integer", "a list of strings", ...: what a value of type t must be. */
+const char *natka__config_type_name(natka__config_type t);
+
+/* NATKA_ECONFIG with "config: <printf text>" in err. */
+int natka__config_bad(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* NATKA_ENOMEM with "config: out of memory" in err. */
+int natka__config_oom(char *err, size_t errlen);
+
+/* Appends a copy of s (len bytes). 0 or NATKA_ENOMEM. */
+int natka__config_list_add(natka__strlist *l, const char *s, size_t len);
+void natka__config_list_clear(natka__strlist *l);
+void natka__config_map_clear(natka__strmap *m);
+
+/* Check a value against row r and store it in c. A list or map is moved
+ * into c on success only (then emptied); store_entry sets one entry of m. */
+int natka__config_store_string(natka_config *c, const natka__config_row *r,
+                               const char *s, char *err, size_t errlen);
+int natka__config_store_int(natka_config *c, const natka__config_row *r,
+                            int64_t v, char *err, size_t errlen);
+void natka__config_store_bool(natka_config *c, const natka__config_row *r,
+                              int b);
+int natka__config_store_list(natka_config *c, const natka__config_row *r,
+                             natka__strlist *l, char *err, size_t errlen);
+void natka__config_store_map(natka_config *c, const natka__config_row *r,
+                             natka__strmap *m);
+int natka__config_store_entry(natka__strmap *m, const natka__config_row *r,
+                              const char *k, const char *v, char *err,
+                              size_t errlen);
+
+/* Evaluates buf (len bytes, named `name` in messages) or, when buf is NULL,
+ * the file `name` in a fresh sandboxed Lua state, and applies the table it
+ * returns to conf (config_lua.c). The caller passes a scratch copy and moves
+ * it into place only on success: on failure conf may be partly changed. */
+int natka__config_eval(natka_config *conf, const char *buf, size_t len,
+                       const char *name, char *err, size_t errlen);
 
 /* Checks that need several keys at once (kafka.queue_low < kafka.queue_high,
  * ...). Loading and natka_config_set() call it on the would-be result before

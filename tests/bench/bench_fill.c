@@ -8,7 +8,6 @@
  *
  * Prints RESULT name=fill (the publish rate, for information only).
  */
-#include <getopt.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,70 +34,33 @@ static void on_pub_error(jsCtx *js, jsPubAckErr *pae, void *closure) {
             pae->ErrText != NULL ? pae->ErrText : "");
 }
 
-static void usage(FILE *f) {
-  fprintf(f, "Usage: bench_fill --url URL --stream NAME --subject SUBJ "
-             "--size BYTES --events N\n"
-             "Recreates stream NAME (subject SUBJ, file storage) and "
-             "publishes N events of BYTES bytes.\n");
-}
+static const char usage[] =
+    "Usage: bench_fill --url URL --stream NAME --subject SUBJ "
+    "--size BYTES --events N\n"
+    "Recreates stream NAME (subject SUBJ, file storage) and "
+    "publishes N events of BYTES bytes.\n";
 
 int main(int argc, char **argv) {
   const char *url = NULL, *stream = NULL, *subject = NULL;
   int64_t size = -1, events = -1;
-  static const struct option opts[] = {
-      {"url", required_argument, NULL, 'u'},
-      {"stream", required_argument, NULL, 's'},
-      {"subject", required_argument, NULL, 'j'},
-      {"size", required_argument, NULL, 'b'},
-      {"events", required_argument, NULL, 'n'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
-  for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
-    switch (c) {
-    case 'u':
-      url = optarg;
-      break;
-    case 's':
-      stream = optarg;
-      break;
-    case 'j':
-      subject = optarg;
-      break;
-    case 'b':
-      size = bench_arg_int("--size", optarg, 0, 8 << 20);
-      break;
-    case 'n':
-      events = bench_arg_int("--events", optarg, 1, INT32_MAX);
-      break;
-    case 'h':
-      usage(stdout);
-      return 0;
-    default:
-      usage(stderr);
-      return 2;
-    }
-  }
-  if (url == NULL || stream == NULL || subject == NULL || size < 0 ||
-      events < 1) {
-    usage(stderr);
-    return 2;
-  }
+  const bench_opt opts[] = {BENCH_STR("url", &url, 1),
+                            BENCH_STR("stream", &stream, 1),
+                            BENCH_STR("subject", &subject, 1),
+                            BENCH_SIZE_EVENTS(&size, &events),
+                            {NULL}};
+  bench_options(argc, argv, opts, usage);
 
   natsConnection *nc = NULL;
   jsCtx *js = NULL;
   jsOptions jo;
   jsErrCode jerr = 0;
-  natsStatus st = natsConnection_ConnectTo(&nc, url);
-  if (st != NATS_OK)
-    bench_die(PROG, "connect %s: %s", url, natsStatus_GetText(st));
   jsOptions_Init(&jo);
   jo.PublishAsync.MaxPending = MAX_PENDING;
   jo.PublishAsync.ErrHandler = on_pub_error;
   jo.PublishAsync.StallWait = STALL_WAIT_MS;
-  if ((st = natsConnection_JetStream(&js, nc, &jo)) != NATS_OK)
-    bench_die(PROG, "JetStream context: %s", natsStatus_GetText(st));
+  bench_js_connect(PROG, url, &jo, &nc, &js);
 
-  st = js_DeleteStream(js, stream, NULL, &jerr);
+  natsStatus st = js_DeleteStream(js, stream, NULL, &jerr);
   if (st != NATS_OK && st != NATS_NOT_FOUND)
     bench_die(PROG, "delete stream %s: %s (error %d)", stream,
               natsStatus_GetText(st), (int)jerr);
@@ -147,8 +109,6 @@ int main(int argc, char **argv) {
   bench_result("fill", (size_t)size, events, secs, extra);
 
   free(payload);
-  jsCtx_Destroy(js);
-  natsConnection_Destroy(nc);
-  nats_Close();
+  bench_js_close(nc, js);
   return 0;
 }

@@ -21,7 +21,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -101,89 +100,33 @@ static int stop_natka(pid_t pid) {
   return -1;
 }
 
-static void usage(FILE *f) {
-  fprintf(f,
-          "Usage: bench_natka --natka PATH --config FILE --url URL "
-          "--brokers HOST:PORT\n"
-          "                   --stream NAME --durable NAME --topic T "
-          "--size BYTES --events N\n"
-          "                   [--log FILE] [--timeout SECONDS] [--progress]\n"
-          "Runs the natka daemon until its consumer has acked the whole "
-          "stream.\n");
-}
+static const char usage[] =
+    "Usage: bench_natka --natka PATH --config FILE --url URL "
+    "--brokers HOST:PORT\n"
+    "                   --stream NAME --durable NAME --topic T "
+    "--size BYTES --events N\n"
+    "                   [--log FILE] [--timeout SECONDS] [--progress]\n"
+    "Runs the natka daemon until its consumer has acked the whole "
+    "stream.\n";
 
 int main(int argc, char **argv) {
   const char *natka = NULL, *config = NULL, *url = NULL, *brokers = NULL,
              *stream = NULL, *durable = NULL, *topic = NULL, *log = NULL;
   int64_t size = -1, events = -1, timeout_s = 600;
   int progress = 0;
-  static const struct option opts[] = {
-      {"natka", required_argument, NULL, 'x'},
-      {"config", required_argument, NULL, 'c'},
-      {"url", required_argument, NULL, 'u'},
-      {"brokers", required_argument, NULL, 'B'},
-      {"stream", required_argument, NULL, 's'},
-      {"durable", required_argument, NULL, 'd'},
-      {"topic", required_argument, NULL, 't'},
-      {"size", required_argument, NULL, 'b'},
-      {"events", required_argument, NULL, 'n'},
-      {"log", required_argument, NULL, 'L'},
-      {"timeout", required_argument, NULL, 'T'},
-      {"progress", no_argument, NULL, 'P'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
-  for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
-    switch (c) {
-    case 'x':
-      natka = optarg;
-      break;
-    case 'c':
-      config = optarg;
-      break;
-    case 'u':
-      url = optarg;
-      break;
-    case 'B':
-      brokers = optarg;
-      break;
-    case 's':
-      stream = optarg;
-      break;
-    case 'd':
-      durable = optarg;
-      break;
-    case 't':
-      topic = optarg;
-      break;
-    case 'L':
-      log = optarg;
-      break;
-    case 'b':
-      size = bench_arg_int("--size", optarg, 0, 8 << 20);
-      break;
-    case 'n':
-      events = bench_arg_int("--events", optarg, 1, INT32_MAX);
-      break;
-    case 'T':
-      timeout_s = bench_arg_int("--timeout", optarg, 1, 86400);
-      break;
-    case 'P':
-      progress = 1;
-      break;
-    case 'h':
-      usage(stdout);
-      return 0;
-    default:
-      usage(stderr);
-      return 2;
-    }
-  }
-  if (natka == NULL || config == NULL || url == NULL || brokers == NULL ||
-      stream == NULL || durable == NULL || topic == NULL || size < 0 ||
-      events < 1) {
-    usage(stderr);
-    return 2;
-  }
+  const bench_opt opts[] = {BENCH_STR("natka", &natka, 1),
+                            BENCH_STR("config", &config, 1),
+                            BENCH_STR("url", &url, 1),
+                            BENCH_STR("brokers", &brokers, 1),
+                            BENCH_STR("stream", &stream, 1),
+                            BENCH_STR("durable", &durable, 1),
+                            BENCH_STR("topic", &topic, 1),
+                            BENCH_SIZE_EVENTS(&size, &events),
+                            BENCH_STR("log", &log, 0),
+                            BENCH_INT("timeout", &timeout_s, 1, 86400, 0),
+                            BENCH_FLAG("progress", &progress),
+                            {NULL}};
+  bench_options(argc, argv, opts, usage);
 
   char err[512];
   if (bench_kafka_topic(brokers, topic, err, sizeof(err)) != 0)
@@ -196,11 +139,8 @@ int main(int argc, char **argv) {
   natsConnection *nc = NULL;
   jsCtx *js = NULL;
   jsErrCode jerr = 0;
-  natsStatus st = natsConnection_ConnectTo(&nc, url);
-  if (st != NATS_OK)
-    bench_die(PROG, "connect %s: %s", url, natsStatus_GetText(st));
-  if ((st = natsConnection_JetStream(&js, nc, NULL)) != NATS_OK)
-    bench_die(PROG, "JetStream context: %s", natsStatus_GetText(st));
+  natsStatus st;
+  bench_js_connect(PROG, url, NULL, &nc, &js);
   jsStreamInfo *si = NULL;
   if ((st = js_GetStreamInfo(&si, js, stream, NULL, &jerr)) != NATS_OK)
     bench_die(PROG, "stream %s: %s", stream, natsStatus_GetText(st));
@@ -276,9 +216,7 @@ int main(int argc, char **argv) {
            t_first, (long long)redelivered, (long long)records, exit_status);
   bench_result(PROG, (size_t)size, events, t_end - t0, extra);
 
-  jsCtx_Destroy(js);
-  natsConnection_Destroy(nc);
-  nats_Close();
+  bench_js_close(nc, js);
   if (exit_status != 0)
     bench_die(PROG, "natka exited with status %d after SIGTERM", exit_status);
   if (records != events)

@@ -12,7 +12,6 @@
  * extra fields cpu (CPU seconds of this process) and startup (seconds to the
  * first batch).
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,72 +24,31 @@
 #define FETCH_EXPIRES_MS 5000
 #define IDLE_LIMIT 6 /* empty fetches in a row before giving up (30 s) */
 
-static void usage(FILE *f) {
-  fprintf(f, "Usage: bench_raw_js --url URL --stream NAME --durable NAME "
-             "--size BYTES --events N\n"
-             "                    [--batch K] [--max-ack-pending M]\n"
-             "Consumes N events with a durable pull consumer, acking each.\n");
-}
+static const char usage[] =
+    "Usage: bench_raw_js --url URL --stream NAME --durable NAME "
+    "--size BYTES --events N\n"
+    "                    [--batch K] [--max-ack-pending M]\n"
+    "Consumes N events with a durable pull consumer, acking each.\n";
 
 int main(int argc, char **argv) {
   const char *url = NULL, *stream = NULL, *durable = NULL;
   int64_t size = -1, events = -1, batch = 100, max_ack_pending = 1000;
-  static const struct option opts[] = {
-      {"url", required_argument, NULL, 'u'},
-      {"stream", required_argument, NULL, 's'},
-      {"durable", required_argument, NULL, 'd'},
-      {"size", required_argument, NULL, 'b'},
-      {"events", required_argument, NULL, 'n'},
-      {"batch", required_argument, NULL, 'k'},
-      {"max-ack-pending", required_argument, NULL, 'm'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
-  for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
-    switch (c) {
-    case 'u':
-      url = optarg;
-      break;
-    case 's':
-      stream = optarg;
-      break;
-    case 'd':
-      durable = optarg;
-      break;
-    case 'b':
-      size = bench_arg_int("--size", optarg, 0, 8 << 20);
-      break;
-    case 'n':
-      events = bench_arg_int("--events", optarg, 1, INT32_MAX);
-      break;
-    case 'k':
-      batch = bench_arg_int("--batch", optarg, 1, 10000);
-      break;
-    case 'm':
-      max_ack_pending = bench_arg_int("--max-ack-pending", optarg, 1, 1000000);
-      break;
-    case 'h':
-      usage(stdout);
-      return 0;
-    default:
-      usage(stderr);
-      return 2;
-    }
-  }
-  if (url == NULL || stream == NULL || durable == NULL || size < 0 ||
-      events < 1) {
-    usage(stderr);
-    return 2;
-  }
+  const bench_opt opts[] = {
+      BENCH_STR("url", &url, 1),
+      BENCH_STR("stream", &stream, 1),
+      BENCH_STR("durable", &durable, 1),
+      BENCH_SIZE_EVENTS(&size, &events),
+      BENCH_INT("batch", &batch, 1, 10000, 0),
+      BENCH_INT("max-ack-pending", &max_ack_pending, 1, 1000000, 0),
+      {NULL}};
+  bench_options(argc, argv, opts, usage);
 
   natsConnection *nc = NULL;
   jsCtx *js = NULL;
   natsSubscription *sub = NULL;
   jsErrCode jerr = 0;
-  natsStatus st = natsConnection_ConnectTo(&nc, url);
-  if (st != NATS_OK)
-    bench_die(PROG, "connect %s: %s", url, natsStatus_GetText(st));
-  if ((st = natsConnection_JetStream(&js, nc, NULL)) != NATS_OK)
-    bench_die(PROG, "JetStream context: %s", natsStatus_GetText(st));
+  natsStatus st;
+  bench_js_connect(PROG, url, NULL, &nc, &js);
 
   jsConsumerConfig cc;
   jsConsumerInfo *ci = NULL;
@@ -151,8 +109,6 @@ int main(int argc, char **argv) {
   bench_result(PROG, (size_t)size, got, secs, extra);
 
   natsSubscription_Destroy(sub);
-  jsCtx_Destroy(js);
-  natsConnection_Destroy(nc);
-  nats_Close();
+  bench_js_close(nc, js);
   return 0;
 }

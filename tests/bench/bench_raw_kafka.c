@@ -15,7 +15,6 @@
  * Prints RESULT name=raw_kafka, with extra fields cpu (CPU seconds of this
  * process) and startup (seconds to the first delivery report).
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,64 +51,26 @@ static void set(rd_kafka_conf_t *kc, const char *key, const char *value) {
     bench_die(PROG, "%s=%s: %s", key, value, err);
 }
 
-static void usage(FILE *f) {
-  fprintf(f, "Usage: bench_raw_kafka --brokers HOST:PORT --topic T "
-             "--size BYTES --events N\n"
-             "                       [--linger-ms MS] [--batch-size BYTES] "
-             "[--window W]\n"
-             "Produces N messages with an idempotent producer and waits for "
-             "all delivery reports.\n");
-}
+static const char usage[] =
+    "Usage: bench_raw_kafka --brokers HOST:PORT --topic T "
+    "--size BYTES --events N\n"
+    "                       [--linger-ms MS] [--batch-size BYTES] "
+    "[--window W]\n"
+    "Produces N messages with an idempotent producer and waits for "
+    "all delivery reports.\n";
 
 int main(int argc, char **argv) {
   const char *brokers = NULL, *topic = NULL, *linger = "5",
              *batch_size = "1000000";
   int64_t size = -1, events = -1, window = 0;
-  static const struct option opts[] = {
-      {"brokers", required_argument, NULL, 'B'},
-      {"topic", required_argument, NULL, 't'},
-      {"size", required_argument, NULL, 'b'},
-      {"events", required_argument, NULL, 'n'},
-      {"linger-ms", required_argument, NULL, 'l'},
-      {"batch-size", required_argument, NULL, 'z'},
-      {"window", required_argument, NULL, 'w'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
-  for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
-    switch (c) {
-    case 'B':
-      brokers = optarg;
-      break;
-    case 't':
-      topic = optarg;
-      break;
-    case 'b':
-      size = bench_arg_int("--size", optarg, 0, 8 << 20);
-      break;
-    case 'n':
-      events = bench_arg_int("--events", optarg, 1, INT32_MAX);
-      break;
-    case 'l':
-      linger = optarg;
-      break;
-    case 'z':
-      batch_size = optarg;
-      break;
-    case 'w':
-      window = bench_arg_int("--window", optarg, 0, INT32_MAX);
-      break;
-    case 'h':
-      usage(stdout);
-      return 0;
-    default:
-      usage(stderr);
-      return 2;
-    }
-  }
-  if (brokers == NULL || topic == NULL || size < 0 || events < 1) {
-    usage(stderr);
-    return 2;
-  }
+  const bench_opt opts[] = {BENCH_STR("brokers", &brokers, 1),
+                            BENCH_STR("topic", &topic, 1),
+                            BENCH_SIZE_EVENTS(&size, &events),
+                            BENCH_STR("linger-ms", &linger, 0),
+                            BENCH_STR("batch-size", &batch_size, 0),
+                            BENCH_INT("window", &window, 0, INT32_MAX, 0),
+                            {NULL}};
+  bench_options(argc, argv, opts, usage);
 
   char err[512];
   if (bench_kafka_topic(brokers, topic, err, sizeof(err)) != 0)

@@ -1,6 +1,10 @@
+/*
+ * Helpers shared by the benchmark programs; see bench_util.h.
+ */
 #include "bench_util.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +16,8 @@
 #include <librdkafka/rdkafka.h>
 
 #define TOPIC_WAIT_MS 30000
+#define MAX_OPTS 16
+#define OPT_BASE 256 /* getopt_long values above every short option */
 
 double bench_now(void) {
   struct timespec ts;
@@ -47,6 +53,64 @@ int64_t bench_arg_int(const char *opt, const char *value, int64_t min,
               "%s wants an integer in %" PRId64 "..%" PRId64 ", got '%s'", opt,
               min, max, value);
   return (int64_t)v;
+}
+
+void bench_options(int argc, char **argv, const bench_opt *opts,
+                   const char *usage) {
+  struct option lo[MAX_OPTS + 2];
+  int given[MAX_OPTS] = {0};
+  size_t n = 0;
+  for (; opts[n].name != NULL; n++) {
+    if (n == MAX_OPTS)
+      bench_die("options", "more than %d options", MAX_OPTS);
+    lo[n] = (struct option){
+        opts[n].name, opts[n].flag != NULL ? no_argument : required_argument,
+        NULL, OPT_BASE + (int)n};
+  }
+  lo[n] = (struct option){"help", no_argument, NULL, 'h'};
+  lo[n + 1] = (struct option){NULL, 0, NULL, 0};
+  for (int c; (c = getopt_long(argc, argv, "h", lo, NULL)) != -1;) {
+    if (c == 'h') {
+      fputs(usage, stdout);
+      exit(0);
+    }
+    if (c < OPT_BASE) {
+      fputs(usage, stderr);
+      exit(2);
+    }
+    const bench_opt *o = &opts[c - OPT_BASE];
+    given[c - OPT_BASE] = 1;
+    if (o->flag != NULL) {
+      *o->flag = 1;
+    } else if (o->num != NULL) {
+      char name[64];
+      snprintf(name, sizeof(name), "--%s", o->name);
+      *o->num = bench_arg_int(name, optarg, o->min, o->max);
+    } else {
+      *o->str = optarg;
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (opts[i].required && !given[i]) {
+      fputs(usage, stderr);
+      exit(2);
+    }
+  }
+}
+
+void bench_js_connect(const char *prog, const char *url, jsOptions *jo,
+                      natsConnection **nc, jsCtx **js) {
+  natsStatus st = natsConnection_ConnectTo(nc, url);
+  if (st != NATS_OK)
+    bench_die(prog, "connect %s: %s", url, natsStatus_GetText(st));
+  if ((st = natsConnection_JetStream(js, *nc, jo)) != NATS_OK)
+    bench_die(prog, "JetStream context: %s", natsStatus_GetText(st));
+}
+
+void bench_js_close(natsConnection *nc, jsCtx *js) {
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  nats_Close();
 }
 
 char *bench_payload(size_t size) {

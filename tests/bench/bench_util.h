@@ -1,7 +1,8 @@
 /*
  * Helpers shared by the benchmark programs in tests/bench: a monotonic clock,
- * number parsing for options, the payload every program sends, the RESULT
- * line that scripts/bench reads, and making a Kafka topic ahead of a run.
+ * option parsing, connecting to JetStream, the payload every program sends,
+ * the RESULT line that scripts/bench reads, and making a Kafka topic ahead
+ * of a run.
  *
  * RESULT line (one per program run, on stdout):
  *   RESULT name=<n> size=<B> events=<N> seconds=<s> eps=<events/s>
@@ -14,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <nats/nats.h>
+
 /* Monotonic seconds. */
 double bench_now(void);
 
@@ -24,6 +27,44 @@ double bench_cpu_self(void);
  * the option. */
 int64_t bench_arg_int(const char *opt, const char *value, int64_t min,
                       int64_t max);
+
+/* One long option of a program; a table of them ends with {NULL}. Exactly
+ * one of str, num and flag is set: a string value, an integer value in
+ * min..max (checked with bench_arg_int), or an option without a value that
+ * sets *flag to 1. What is not given keeps the value it had. */
+typedef struct bench_opt {
+  const char *name; /* without the leading "--" */
+  const char **str;
+  int64_t *num;
+  int64_t min, max;
+  int *flag;
+  int required;
+} bench_opt;
+
+#define BENCH_STR(name, p, required)                                           \
+  { name, p, NULL, 0, 0, NULL, required }
+#define BENCH_INT(name, p, min, max, required)                                 \
+  { name, NULL, p, min, max, NULL, required }
+#define BENCH_FLAG(name, p)                                                    \
+  { name, NULL, NULL, 0, 0, p, 0 }
+/* --size BYTES and --events N, required by every program. */
+#define BENCH_SIZE_EVENTS(size, events)                                        \
+  BENCH_INT("size", size, 0, 8 << 20, 1),                                      \
+      BENCH_INT("events", events, 1, INT32_MAX, 1)
+
+/* Parses argv against opts (at most 16), plus --help / -h, which prints
+ * `usage` to stdout and exits 0. An unknown option, or a required one not
+ * given, prints `usage` to stderr and exits 2. */
+void bench_options(int argc, char **argv, const bench_opt *opts,
+                   const char *usage);
+
+/* Connects to `url` and makes a JetStream context with `jo` (NULL: the
+ * defaults); exits through bench_die(prog, ...) when either fails. */
+void bench_js_connect(const char *prog, const char *url, jsOptions *jo,
+                      natsConnection **nc, jsCtx **js);
+
+/* Destroys js and nc, then releases the NATS library (nats_Close). */
+void bench_js_close(natsConnection *nc, jsCtx *js);
 
 /* A payload of `size` printable bytes (not NUL-terminated); the caller
  * frees it. Exits when out of memory. */

@@ -32,7 +32,8 @@ enum {
   F_NONEMPTY = 1 << 0, /* "" rejected; for lists, "" entries rejected */
   F_JSNAME = 1 << 1,   /* JetStream stream / consumer name */
   F_TOPIC = 1 << 2,    /* legal Kafka topic name (when non-empty) */
-  F_MINUS1 = 1 << 3    /* integers: -1 allowed besides min..max */
+  F_MINUS1 = 1 << 3,   /* integers: -1 allowed besides min..max */
+  F_BUCKET = 1 << 4    /* KV bucket name (when non-empty) */
 };
 
 typedef natka__config_row row;
@@ -105,11 +106,34 @@ static const row schema[] = {
         "raw librdkafka properties (string values), applied last"),
 
     LIST("rules.files", rules_files, F_NONEMPTY, "",
-         "paths of the Lua rule modules, in order"),
+         "paths of rule modules to load at start instead of the KV bucket "
+         "(no hot reload)"),
+    STR("rules.bucket", rules_bucket, F_BUCKET, "natka_rules",
+        "KV bucket of rule modules (one per key), watched and hot-reloaded "
+        "when rules.files is empty; \"\": no rules, the default route"),
+    STR("rules.status_bucket", rules_status_bucket, F_NONEMPTY | F_BUCKET,
+        "natka_status",
+        "KV bucket where each natka writes its status (key: host-nats.name)"),
+    STR("rules.status_subject", rules_status_subject, F_NONEMPTY,
+        "natka.status",
+        "status changes are also published on <this>.<host-nats.name>"),
     INT("rules.instruction_budget", rules_instr_budget, 0, "1000000", 0,
         (int64_t)1 << 40, "Lua instructions one event may use; 0: unlimited"),
     INT("rules.memory_mb", rules_memory_mb, 0, "64", 1, 65536,
         "memory cap of the rules' Lua state"),
+
+    STR("switches.bucket", switches_bucket, F_BUCKET, "natka_switches",
+        "KV bucket of switches (strings) that degrade rules and the core read, "
+        "watched live; \"\": none"),
+    INT("dedup.window_count", dedup_window_count, 0, "100000", 1, 100000000,
+        "idempotency keys remembered (oldest forgotten first)"),
+    INT("dedup.window_ms", dedup_window_ms, 0, "600000", 1000,
+        (int64_t)30 * 24 * 3600 * 1000, "how long an idempotency key is "
+        "remembered"),
+    STR("degrade.subject_prefix", degrade_subject_prefix, F_NONEMPTY,
+        "natka.dual",
+        "NATS subject prefix of dual writes: <prefix>.<kind>, unless the "
+        "degrade rule names a subject"),
 
     STR("route.default_topic", route_default_topic, F_TOPIC, "",
         "topic for events no rule routes; empty: a topic named after the "
@@ -354,6 +378,14 @@ static int is_topic_name(const char *s) {
 }
 
 /* JetStream names become subject tokens and file names on the server. */
+static int is_bucket_name(const char *s) {
+  for (; *s != '\0'; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+          (*s >= '0' && *s <= '9') || *s == '-' || *s == '_'))
+      return 0;
+  return 1;
+}
+
 static int is_js_name(const char *s) {
   for (; *s != '\0'; s++)
     if ((unsigned char)*s <= ' ' || *s == 0x7f || strchr(".*>/\\", *s))
@@ -373,6 +405,11 @@ static int check_text(const row *r, const char *s, int entry, char *err,
         "'%s' must be a JetStream name (no spaces, '.', '*', '>', "
         "'/' or '\\'), got '%s'",
         r->key, s);
+  if ((r->flags & F_BUCKET) && !is_bucket_name(s))
+    return natka__config_bad(err, errlen,
+                             "'%s' must be a KV bucket name (letters, digits, "
+                             "'-' and '_'), got '%s'",
+                             r->key, s);
   if ((r->flags & F_TOPIC) && *s != '\0' && !is_topic_name(s))
     return natka__config_bad(
         err, errlen,

@@ -56,6 +56,13 @@ struct natka_config {
 
   /* rules.* */
   natka__strlist rules_files;
+  char *rules_bucket; /* "": no rules from KV */
+  char *rules_status_bucket;
+  char *rules_status_subject;
+  char *switches_bucket; /* "": no switches */
+  int64_t dedup_window_count;
+  int64_t dedup_window_ms;
+  char *degrade_subject_prefix;
   int64_t rules_instr_budget;
   int64_t rules_memory_mb;
 

@@ -21,6 +21,17 @@ natka__log *natka__gateway_log(natka *gw);
 void natka__gateway_accept(natka *gw, natka__source *src, natka_event *ev,
                            void *token, const char *malformed);
 
+/* Puts `rules` in force for every event decided from now on (revision: the
+ * KV revision it was read at) and returns the set it replaces, which the
+ * caller frees; starts the sources when this is the first set. */
+natka__rules *natka__gateway_swap_rules(natka *gw, natka__rules *rules,
+                                        uint64_t revision);
+/* The switches changed: hand them to the active rules. */
+void natka__gateway_switches_changed(natka *gw);
+
+/* Counts a rejected rule set (rules_rejected). */
+void natka__gateway_rules_rejected(natka *gw);
+
 /* Counts an event a source had to drop before it reached the gateway
  * (at-most-once sources under overload), so the loss is never silent. */
 void natka__gateway_count_drop(natka *gw, natka__source *src, const char *why);

@@ -8,6 +8,11 @@
  *   assert(rules:load("orders", "return { route = function(ev) ... end }"))
  *   local dests, rule = rules:route(ev)  -- "drop" | { {topic=...}, ... }
  *                                        -- or nil, err, rule
+ *   local key, rule = rules:dedup(ev)    -- key | nil, or nil, err, rule
+ *   local v, extra = rules:degrade(ev)   -- "hold", {subject=, reason=,
+ *                                        -- rule=} or nil, err, rule
+ *   rules:set_switches{ mode = "x" }     -- true, or nil, err
+ *   assert(rules:selftest())             -- true, or nil, err
  *   rules:logs()                         -- lines print() sent, then cleared
  *   rules:close()                        -- also __gc and __close
  *
@@ -21,11 +26,13 @@
 
 #include "lua_event.h"
 #include "natka/natka.h"
-#include "rules.h"
+#include "rules_int.h"
 #include "util.h"
 
 #define RULES_MT "natka.rules"
 #define ROUTE_MT "natka.route"
+#define DEDUP_MT "natka.dedup"
+#define DEGRADE_MT "natka.degrade"
 #define MAX_LOG_LINES 256
 
 typedef struct rules_ud {
@@ -158,31 +165,6 @@ static int route_gc(lua_State *L) {
   return 0;
 }
 
-/* A destination as a table. Stack: [...] -> [..., dest] */
-static void push_dest(lua_State *L, const natka__dest *d) {
-  lua_createtable(L, 0, 4);
-  lua_pushstring(L, d->topic);
-  lua_setfield(L, -2, "topic");
-  if (d->has_key) {
-    lua_pushlstring(L, d->key != NULL ? d->key : "", d->key_len);
-    lua_setfield(L, -2, "key");
-  }
-  if (d->partition >= 0) {
-    lua_pushinteger(L, d->partition);
-    lua_setfield(L, -2, "partition");
-  }
-  lua_createtable(L, (int)d->nhdrs, 0);
-  for (size_t j = 0; j < d->nhdrs; j++) {
-    lua_createtable(L, 2, 0);
-    lua_pushstring(L, d->hdrs[j].name);
-    lua_rawseti(L, -2, 1);
-    lua_pushlstring(L, d->hdrs[j].value, d->hdrs[j].len);
-    lua_rawseti(L, -2, 2);
-    lua_rawseti(L, -2, (lua_Integer)j + 1);
-  }
-  lua_setfield(L, -2, "headers");
-}
-
 /* rules:route(ev) -> "drop" | {dest, ...}, rule | nil, err, rule.
  * Stack: [rules, ev] -> [rules, ev, box, results...] */
 static int rules_route(lua_State *L) {
@@ -203,21 +185,146 @@ static int rules_route(lua_State *L) {
     natka__route_clear(out);
     return 3;
   }
-  if (out->drop)
-    lua_pushliteral(L, "drop");
-  else {
-    lua_createtable(L, (int)out->n, 0);
-    for (size_t i = 0; i < out->n; i++) {
-      push_dest(L, &out->dests[i]);
-      lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-  }
+  natka__route_push(L, out);
   if (out->rule != NULL)
     lua_pushstring(L, out->rule);
   else
     lua_pushnil(L);
   natka__route_clear(out);
   return 2;
+}
+
+static void push_nstring(lua_State *L, const char *s) {
+  if (s != NULL)
+    lua_pushstring(L, s);
+  else
+    lua_pushnil(L);
+}
+
+/* What natka__rules_dedup hands back, boxed like a route. */
+typedef struct dedup_box {
+  char *key, *rule;
+  size_t len;
+} dedup_box;
+
+static void dedup_box_clear(dedup_box *b) {
+  free(b->key);
+  free(b->rule);
+  b->key = b->rule = NULL;
+}
+
+/* __gc of the dedup box. Stack: [box] -> [] */
+static int dedup_gc(lua_State *L) {
+  dedup_box_clear(luaL_checkudata(L, 1, DEDUP_MT));
+  return 0;
+}
+
+/* rules:dedup(ev) -> key, rule | nil (no key) | nil, err, rule.
+ * Stack: [rules, ev] -> [rules, ev, box, results...] */
+static int rules_dedup(lua_State *L) {
+  natka__rules *r = open_rules(L, 1);
+  natka_event *ev = natka__lua_event_check(L, 2);
+  lua_settop(L, 2);
+  dedup_box *b = lua_newuserdatauv(L, sizeof(*b), 0);
+  memset(b, 0, sizeof(*b));
+  luaL_setmetatable(L, DEDUP_MT);
+  char err[2048];
+  if (natka__rules_dedup(r, ev, &b->key, &b->len, &b->rule, err, sizeof(err)) !=
+      0) {
+    luaL_pushfail(L);
+    lua_pushstring(L, err);
+    push_nstring(L, b->rule);
+    dedup_box_clear(b);
+    return 3;
+  }
+  if (b->key == NULL) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushlstring(L, b->key, b->len);
+  push_nstring(L, b->rule);
+  dedup_box_clear(b);
+  return 2;
+}
+
+/* __gc of the box that holds a natka__degrade. Stack: [box] -> [] */
+static int degrade_gc(lua_State *L) {
+  natka__degrade_clear(luaL_checkudata(L, 1, DEGRADE_MT));
+  return 0;
+}
+
+/* rules:degrade(ev) -> verdict, { subject=, reason=, rule= } | nil, err,
+ * rule. With no decision: "forward", {} (no rule).
+ * Stack: [rules, ev] -> [rules, ev, box, results...] */
+static int rules_degrade(lua_State *L) {
+  natka__rules *r = open_rules(L, 1);
+  natka_event *ev = natka__lua_event_check(L, 2);
+  lua_settop(L, 2);
+  natka__degrade *d = lua_newuserdatauv(L, sizeof(*d), 0);
+  memset(d, 0, sizeof(*d));
+  luaL_setmetatable(L, DEGRADE_MT);
+  char err[2048];
+  if (natka__rules_degrade(r, ev, d, err, sizeof(err)) != 0) {
+    luaL_pushfail(L);
+    lua_pushstring(L, err);
+    push_nstring(L, d->rule);
+    natka__degrade_clear(d);
+    return 3;
+  }
+  lua_pushstring(L, natka__degrade_kind_name(d->kind));
+  lua_createtable(L, 0, 3);
+  push_nstring(L, d->subject);
+  lua_setfield(L, -2, "subject");
+  push_nstring(L, d->reason);
+  lua_setfield(L, -2, "reason");
+  push_nstring(L, d->rule);
+  lua_setfield(L, -2, "rule");
+  natka__degrade_clear(d);
+  return 2;
+}
+
+/* rules:set_switches{ name = value, ... } -> true | nil, err. The strings
+ * stay in the argument table while C reads them; the arrays are userdata.
+ * Stack: [rules, t] -> [rules, t, names, values] */
+static int rules_set_switches(lua_State *L) {
+  natka__rules *r = open_rules(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  size_t n = 0;
+  for (lua_pushnil(L); lua_next(L, 2); lua_pop(L, 1)) {
+    if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+      return luaL_error(L, "natka.rules: switches must map string names to "
+                           "string values");
+    n++;
+  }
+  const char **names = lua_newuserdatauv(L, (n + 1) * sizeof(char *), 0);
+  const char **values = lua_newuserdatauv(L, (n + 1) * sizeof(char *), 0);
+  size_t i = 0;
+  for (lua_pushnil(L); lua_next(L, 2); lua_pop(L, 1)) {
+    names[i] = lua_tostring(L, -2);
+    values[i++] = lua_tostring(L, -1);
+  }
+  int rc = natka__rules_set_switches(r, names, values, n);
+  if (rc != 0) {
+    luaL_pushfail(L);
+    lua_pushstring(L, natka_strerror(rc));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* rules:selftest() -> true | nil, err. Stack: [rules] -> [rules, results] */
+static int rules_selftest(lua_State *L) {
+  natka__rules *r = open_rules(L, 1);
+  char err[4096];
+  if (natka__rules_selftest(r, err, sizeof(err)) != 0) {
+    luaL_pushfail(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 /* Stack: [rules] -> [rules, n] */
@@ -270,9 +377,16 @@ static const luaL_Reg core_functions[] = {
 };
 
 static const luaL_Reg rules_methods[] = {
-    {"load", rules_load},   {"load_file", rules_load_file},
-    {"route", rules_route}, {"count", rules_count},
-    {"logs", rules_logs},   {"close", rules_close},
+    {"load", rules_load},
+    {"load_file", rules_load_file},
+    {"route", rules_route},
+    {"dedup", rules_dedup},
+    {"degrade", rules_degrade},
+    {"set_switches", rules_set_switches},
+    {"selftest", rules_selftest},
+    {"count", rules_count},
+    {"logs", rules_logs},
+    {"close", rules_close},
     {NULL, NULL},
 };
 
@@ -291,10 +405,17 @@ int luaopen_natka_core(lua_State *L) {
   luaL_newlib(L, rules_methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
-  luaL_newmetatable(L, ROUTE_MT);
-  lua_pushcfunction(L, route_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  static const struct {
+    const char *name;
+    lua_CFunction gc;
+  } boxes[] = {
+      {ROUTE_MT, route_gc}, {DEDUP_MT, dedup_gc}, {DEGRADE_MT, degrade_gc}};
+  for (size_t i = 0; i < sizeof(boxes) / sizeof(boxes[0]); i++) {
+    luaL_newmetatable(L, boxes[i].name);
+    lua_pushcfunction(L, boxes[i].gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+  }
 
   luaL_newlib(L, core_functions);
   lua_pushstring(L, natka_version());

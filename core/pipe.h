@@ -74,9 +74,9 @@ typedef void (*natka__delivery_cb)(natka__sink *sink, void *opaque,
 
 typedef struct natka__sink_vt {
   const char *kind; /* "kafka" */
-  /* Queues ev for dest (dest may override key/partition and add headers);
-   * `opaque` comes back in exactly one delivery callback, possibly before
-   * send returns only if send returns an error (then no callback). */
+  /* Queues ev for dest (dest may override key/partition and add headers).
+   * On success `opaque` comes back in exactly one delivery callback, which
+   * may run before send returns; on error there is no callback. */
   int (*send)(natka__sink *sink, const natka_event *ev, const natka__dest *dest,
               const natka__header *extra, size_t nextra, void *opaque);
   /* Calls `ready` once the sink can reach its destination, retrying with
@@ -103,6 +103,8 @@ int natka__sink_kafka_new(natka__sink **out, natka *gw, natka__delivery_cb cb,
                           char *err, size_t errlen);
 /* Checks the Kafka part of a configuration without creating a producer. */
 int natka__sink_kafka_check(const natka_config *conf, char *err, size_t errlen);
+int natka__sink_nats_new(natka__sink **out, natka *gw, natka__delivery_cb cb,
+                         char *err, size_t errlen);
 /* The bootstrap address of the embedded (mock) cluster, or NULL. */
 const char *natka__sink_kafka_embedded(natka__sink *sink);
 

@@ -1,9 +1,11 @@
 /*
- * The rules host (rules.h): one sandboxed lua_State per natka__rules.
+ * The rules host (rules.h): one sandboxed lua_State per natka__rules, its
+ * modules, and asking them under a budget; route() lives here, dedup(),
+ * degrade(), switches and self-tests in rules_verdicts.c.
  *
  * Everything that touches the Lua API runs inside lua_pcall, either of the
  * rule itself or of a small C entry function (setup, load_entry,
- * route_entry), so an allocation refused by the memory cap can never reach
+ * ask_entry), so an allocation refused by the memory cap can never reach
  * the panic handler. The C side keeps what it must free (module names,
  * destinations) in structs it owns, and registry refs are taken last, once
  * nothing else can fail.
@@ -40,27 +42,18 @@ extern const size_t natka__lua_prelude_len;
 
 #define REG_ENV_MT "natka.rules.env_mt" /* metatable of every module _ENV */
 
-typedef struct module {
-  char *name;
-  int table; /* registry ref: the table the chunk returned */
-  int route; /* registry ref: its route function, or LUA_NOREF */
-} module;
+const char *const natka__rules_fn_names[NATKA__NFNS] = {"route", "dedup",
+                                                        "degrade"};
 
-struct natka__rules {
-  lua_State *L;
-  natka__log *log;
-  char *default_topic; /* NULL: a topic named after the event's kind */
-  int64_t instr_budget;
-  size_t mem_limit, mem_used;
-  module *mods; /* sorted by name */
-  size_t nmods, cap;
-  int nrefs; /* registry refs held by mods, checked when freed */
+typedef natka__module module;
 
-  /* The load or call in progress. */
-  const char *current;
-  int64_t limit, used;
-  int killed;
-};
+/* Registry refs a module holds: its table and each function it has. */
+static int module_refs(const module *m) {
+  int n = 1;
+  for (int f = 0; f < NATKA__NFNS; f++)
+    n += m->fns[f] != LUA_NOREF;
+  return n;
+}
 
 /* --------------------------------------------------------- memory, budget */
 
@@ -197,6 +190,34 @@ static int spent(lua_State *L) {
   return 1;
 }
 
+/* natka.switch(name): the current value of one switch, or nil. A lookup in
+ * the registry's view, whose __index is a plain table: no Lua function runs
+ * and nothing is allocated. Stack: [name] -> [name, view, value] */
+static int switch_value(lua_State *L) {
+  luaL_checkstring(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, NATKA__RULES_REG_SWITCHES);
+  lua_pushvalue(L, 1);
+  lua_gettable(L, -2);
+  return 1;
+}
+
+/* event(fields) for self-tests: an owned event, or nil and why natka.event
+ * refused the fields. Running out of memory stays an error, so that it is
+ * never reported as a bad test. Stack: [fields] -> [fields, ev | nil, why] */
+static int test_event(lua_State *L) {
+  lua_settop(L, 1);
+  lua_pushcfunction(L, natka__lua_event_new);
+  lua_pushvalue(L, 1);
+  int st = lua_pcall(L, 1, 1, 0);
+  if (st == LUA_ERRMEM)
+    return lua_error(L);
+  if (st == LUA_OK)
+    return 1;
+  luaL_pushfail(L);
+  lua_insert(L, -2);
+  return 2;
+}
+
 static const luaL_Reg libs[] = {
     {LUA_GNAME, luaopen_base},       {LUA_STRLIBNAME, luaopen_string},
     {LUA_TABLIBNAME, luaopen_table}, {LUA_MATHLIBNAME, luaopen_math},
@@ -209,16 +230,15 @@ static const char *const unsafe_names[] = {
     "dofile", "loadfile", "load", "require", "collectgarbage", "warn", NULL};
 
 static const luaL_Reg prelude_funcs[] = {
-    {"now_ms", now_ms},
-    {"print", sb_print},
-    {"spent", spent},
-    {NULL, NULL},
+    {"now_ms", now_ms},       {"print", sb_print},   {"spent", spent},
+    {"switch", switch_value}, {"event", test_event}, {NULL, NULL},
 };
 
 /*
- * Opens the allowed libraries and runs the prelude, which builds `natka` and
- * the metatable of module environments (see lua/natka/prelude.lua); both
- * are kept in the registry. Stack: [] -> []
+ * Opens the allowed libraries and runs the prelude, which builds `natka`,
+ * the metatable of module environments and the functions only C calls (see
+ * lua/natka/prelude.lua); all are kept in the registry, with an empty set
+ * of switches. Stack: [] -> []
  */
 static int setup(lua_State *L) {
   for (const luaL_Reg *l = libs; l->name != NULL; l++) {
@@ -249,9 +269,16 @@ static int setup(lua_State *L) {
   lua_pushfstring(L, "%d.%d.%d", NATKA_VERSION_MAJOR, NATKA_VERSION_MINOR,
                   NATKA_VERSION_PATCH);
   lua_setfield(L, -2, "version");
-  lua_call(L, 1, 2); /* [natka, env_mt] */
+  lua_call(L, 1, 3); /* [natka, env_mt, host] */
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_getfield(L, 3, "readonly"); /* [natka, env_mt, host, readonly] */
+  lua_newtable(L);
+  lua_pushliteral(L, "switches");
+  lua_call(L, 2, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, NATKA__RULES_REG_SWITCHES);
+  lua_setfield(L, LUA_REGISTRYINDEX, NATKA__RULES_REG_HOST);
   lua_setfield(L, LUA_REGISTRYINDEX, REG_ENV_MT);
   lua_getfield(L, 1, "drop");
   lua_setfield(L, LUA_REGISTRYINDEX, NATKA__RULES_REG_DROP);
@@ -267,9 +294,9 @@ static int setup(lua_State *L) {
  * allocation get their own words; the Lua message for those says nothing
  * useful.
  */
-static int lua_failure(natka__rules *r, char *err, size_t errlen,
-                       const char *what, const char *name, int st,
-                       const char *msg, int killed, int64_t budget) {
+int natka__rules_failure(natka__rules *r, char *err, size_t errlen,
+                         const char *what, const char *name, int st,
+                         const char *msg, int killed, int64_t budget) {
   char who[300], limit[64] = "";
   if (name != NULL)
     snprintf(who, sizeof(who), "%s '%s'", what, name);
@@ -312,7 +339,7 @@ typedef struct load_ctx {
   char *err;
   size_t errlen;
   int rc;
-  int table, route; /* refs taken, until the module list owns them */
+  module m; /* refs taken, until the module list owns them (no name yet) */
 } load_ctx;
 
 static const struct {
@@ -348,8 +375,8 @@ static int load_entry(lua_State *L) {
     disarm(r);
   }
   if (st != LUA_OK || r->killed) {
-    c->rc = lua_failure(r, c->err, c->errlen, "module", c->name, st,
-                        lua_tostring(L, -1), r->killed, budget);
+    c->rc = natka__rules_failure(r, c->err, c->errlen, "module", c->name, st,
+                                 lua_tostring(L, -1), r->killed, budget);
     return 0;
   }
   if (!lua_istable(L, 3)) {
@@ -372,14 +399,22 @@ static int load_entry(lua_State *L) {
       return 0;
     }
   }
-  lua_pushliteral(L, "route");
-  if (lua_rawget(L, 3) == LUA_TFUNCTION)
-    c->route = luaL_ref(L, LUA_REGISTRYINDEX);
-  else
-    lua_pop(L, 1);
+  for (int f = 0; f < NATKA__NFNS; f++) {
+    lua_pushstring(L, natka__rules_fn_names[f]);
+    if (lua_rawget(L, 3) == LUA_TFUNCTION)
+      c->m.fns[f] = luaL_ref(L, LUA_REGISTRYINDEX);
+    else
+      lua_pop(L, 1);
+  }
   lua_pushvalue(L, 3);
-  c->table = luaL_ref(L, LUA_REGISTRYINDEX);
+  c->m.table = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
+}
+
+static void unref_module(lua_State *L, module *m) {
+  for (int f = 0; f < NATKA__NFNS; f++)
+    luaL_unref(L, LUA_REGISTRYINDEX, m->fns[f]);
+  luaL_unref(L, LUA_REGISTRYINDEX, m->table);
 }
 
 static int add_module(natka__rules *r, const char *name, const char *chunkname,
@@ -403,27 +438,26 @@ static int add_module(natka__rules *r, const char *name, const char *chunkname,
   if (copy == NULL)
     return natka__errf(err, errlen, NATKA_ENOMEM, "rules: out of memory");
 
-  load_ctx c = {.r = r,
-                .name = name,
-                .chunkname = chunkname,
-                .src = src,
-                .len = len,
-                .err = err,
-                .errlen = errlen,
-                .table = LUA_NOREF,
-                .route = LUA_NOREF};
+  load_ctx c = {
+      .r = r,
+      .name = name,
+      .chunkname = chunkname,
+      .src = src,
+      .len = len,
+      .err = err,
+      .errlen = errlen,
+      .m = {.table = LUA_NOREF, .fns = {LUA_NOREF, LUA_NOREF, LUA_NOREF}}};
   r->current = name;
   lua_pushcfunction(L, load_entry);
   lua_pushlightuserdata(L, &c);
   int st = lua_pcall(L, 1, 0, 0);
   if (st != LUA_OK)
-    c.rc = lua_failure(r, err, errlen, "module", name, st, lua_tostring(L, -1),
-                       0, 0);
+    c.rc = natka__rules_failure(r, err, errlen, "module", name, st,
+                                lua_tostring(L, -1), 0, 0);
   lua_settop(L, top);
   r->current = NULL;
   if (c.rc != 0) {
-    luaL_unref(L, LUA_REGISTRYINDEX, c.route);
-    luaL_unref(L, LUA_REGISTRYINDEX, c.table);
+    unref_module(L, &c.m);
     free(copy);
     lua_gc(L, LUA_GCCOLLECT); /* what the failed chunk left behind */
     assert(lua_gettop(L) == top);
@@ -435,16 +469,16 @@ static int add_module(natka__rules *r, const char *name, const char *chunkname,
     i++;
   if (i < r->nmods && strcmp(r->mods[i].name, name) == 0) {
     module *old = &r->mods[i];
-    r->nrefs -= (old->route != LUA_NOREF) + 1;
-    luaL_unref(L, LUA_REGISTRYINDEX, old->route);
-    luaL_unref(L, LUA_REGISTRYINDEX, old->table);
+    r->nrefs -= module_refs(old);
+    unref_module(L, old);
     free(old->name);
   } else {
     memmove(&r->mods[i + 1], &r->mods[i], (r->nmods - i) * sizeof(module));
     r->nmods++;
   }
-  r->mods[i] = (module){.name = copy, .table = c.table, .route = c.route};
-  r->nrefs += (c.route != LUA_NOREF) + 1;
+  c.m.name = copy;
+  r->mods[i] = c.m;
+  r->nrefs += module_refs(&c.m);
   assert(lua_gettop(L) == top);
   return 0;
 }
@@ -505,78 +539,102 @@ size_t natka__rules_count(const natka__rules *r) {
   return r != NULL ? r->nmods : 0;
 }
 
-/* --------------------------------------------------------------- routing */
+/* ------------------------------------------------------ asking modules */
 
-typedef struct route_ctx {
-  natka__rules *r;
-  natka_event *ev;
-  natka__route *out;
-  char *err;
-  size_t errlen;
-  int rc;
-  int collect; /* an allocation was refused: collect once the call is over */
-} route_ctx;
-
-static int decided_by(route_ctx *c, const char *name) {
-  if ((c->out->rule = natka__strdup(name)) == NULL && c->rc == 0)
-    c->rc =
-        natka__errf(c->err, c->errlen, NATKA_ENOMEM, "rules: out of memory");
+int natka__rules_call(natka__rules *r, const module *m, int fn, int ev_idx,
+                      char *err, size_t errlen, int *collect) {
+  lua_State *L = r->L;
+  int base = lua_gettop(L), nargs = 1;
+  ev_idx = lua_absindex(L, ev_idx);
+  r->current = m->name;
+  lua_pushcfunction(L, msgh); /* [msgh] */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, m->fns[fn]);
+  lua_pushvalue(L, ev_idx); /* [msgh, fn, ev] */
+  if (fn == NATKA__FN_DEGRADE) {
+    lua_getfield(L, LUA_REGISTRYINDEX, NATKA__RULES_REG_SWITCHES);
+    nargs++;
+  }
+  arm(r, r->instr_budget);
+  int st = lua_pcall(L, nargs, 1, base + 1); /* [msgh, result | err] */
+  disarm(r);
+  if (st != LUA_OK || r->killed) {
+    int rc =
+        natka__rules_failure(r, err, errlen, "rule", m->name, st,
+                             lua_tostring(L, -1), r->killed, r->instr_budget);
+    *collect |= st == LUA_ERRMEM;
+    lua_settop(L, base);
+    return rc;
+  }
+  lua_remove(L, base + 1);
   return 0;
 }
 
-/* Asks each module's route in name order until one decides or fails.
- * Stack: [c, view] -> [c, view, ...] */
-static int route_modules(lua_State *L) {
-  route_ctx *c = lua_touserdata(L, 1);
-  natka__rules *r = c->r;
+/* Asks each module's function in name order until one decides or fails.
+ * Stack: [a, view] -> [a, view, ...] */
+static int ask_modules(lua_State *L) {
+  natka__ask *a = lua_touserdata(L, 1);
+  natka__rules *r = a->r;
   for (size_t i = 0; i < r->nmods; i++) {
     const module *m = &r->mods[i];
-    if (m->route == LUA_NOREF)
+    if (m->fns[a->fn] == LUA_NOREF)
       continue;
-    r->current = m->name;
-    lua_pushcfunction(L, msgh); /* [c, view, msgh] */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, m->route);
-    lua_pushvalue(L, 2);
-    arm(r, r->instr_budget);
-    int st = lua_pcall(L, 1, 1, 3); /* [c, view, msgh, result | err] */
-    disarm(r);
-    if (st != LUA_OK || r->killed) {
-      c->rc = lua_failure(r, c->err, c->errlen, "rule", m->name, st,
-                          lua_tostring(L, -1), r->killed, r->instr_budget);
-      c->collect = st == LUA_ERRMEM;
-      return decided_by(c, m->name);
-    }
-    int d =
-        natka__rules_answer(L, 4, m->name, c->out, c->err, c->errlen, &c->rc);
+    a->rule = m->name;
+    if ((a->rc = natka__rules_call(r, m, a->fn, 2, a->err, a->errlen,
+                                   &a->collect)) != 0)
+      return 0;
+    int d = a->convert(L, 3, m->name, a->out, a->err, a->errlen, &a->rc);
     lua_settop(L, 2);
     if (d != 0)
-      return decided_by(c, m->name);
+      return 0;
   }
+  a->rule = NULL;
   return 0;
 }
 
 /*
- * Lends the event to the rules for the duration of route_modules and
+ * Lends the event to the rules for the duration of ask_modules and
  * detaches the view whatever happened, so a rule that kept it in a global
- * finds it dead. Stack: [c] -> [c, view, ...]
+ * finds it dead. Stack: [a] -> [a, view, ...]
  */
-static int route_entry(lua_State *L) {
-  route_ctx *c = lua_touserdata(L, 1);
-  natka__lua_event_push(L, c->ev, 0); /* [c, view] */
-  lua_pushcfunction(L, route_modules);
+static int ask_entry(lua_State *L) {
+  natka__ask *a = lua_touserdata(L, 1);
+  natka__lua_event_push(L, a->ev, 0); /* [a, view] */
+  lua_pushcfunction(L, ask_modules);
   lua_pushvalue(L, 1);
   lua_pushvalue(L, 2);
   int st = lua_pcall(L, 2, 0, 0);
   natka__lua_event_detach(L, 2);
   if (st != LUA_OK) { /* outside the rule itself: converting its answer */
-    c->rc = lua_failure(c->r, c->err, c->errlen, "rule", c->r->current, st,
-                        lua_tostring(L, -1), 0, 0);
-    c->collect = 1;
-    if (c->out->rule == NULL && c->r->current != NULL)
-      decided_by(c, c->r->current);
+    a->rc = natka__rules_failure(a->r, a->err, a->errlen, "rule", a->rule, st,
+                                 lua_tostring(L, -1), 0, 0);
+    a->collect = 1;
   }
   return 0;
 }
+
+int natka__rules_ask(natka__ask *a) {
+  natka__rules *r = a->r;
+  lua_State *L = r->L;
+  int top = lua_gettop(L);
+  a->rule = NULL;
+  a->rc = 0;
+  lua_pushcfunction(L, ask_entry);
+  lua_pushlightuserdata(L, a);
+  int st = lua_pcall(L, 1, 0, 0);
+  if (st != LUA_OK) { /* the view itself could not be made */
+    a->rc = natka__rules_failure(r, a->err, a->errlen, "rule", NULL, st,
+                                 lua_tostring(L, -1), 0, 0);
+    a->collect = 1;
+  }
+  lua_settop(L, top);
+  r->current = NULL;
+  if (a->collect)
+    lua_gc(L, LUA_GCCOLLECT);
+  assert(lua_gettop(L) == top);
+  return a->rc;
+}
+
+/* --------------------------------------------------------------- routing */
 
 static int default_route(natka__rules *r, natka_event *ev, natka__route *out) {
   char topic[256];
@@ -600,28 +658,21 @@ int natka__rules_route(natka__rules *r, natka_event *ev, natka__route *out,
     memset(out, 0, sizeof(*out));
   if (r == NULL || ev == NULL || out == NULL)
     return natka__errf(err, errlen, NATKA_EINVAL, "rules: invalid argument");
-  lua_State *L = r->L;
-  int top = lua_gettop(L);
-  route_ctx c = {.r = r, .ev = ev, .out = out, .err = err, .errlen = errlen};
-  lua_pushcfunction(L, route_entry);
-  lua_pushlightuserdata(L, &c);
-  int st = lua_pcall(L, 1, 0, 0);
-  if (st != LUA_OK) { /* the view itself could not be made */
-    c.rc = lua_failure(r, err, errlen, "rule", NULL, st, lua_tostring(L, -1), 0,
-                       0);
-    c.collect = 1;
-  }
-  lua_settop(L, top);
-  r->current = NULL;
-  if (c.rc == 0 && !out->drop && out->n == 0 && out->rule == NULL &&
-      (c.rc = default_route(r, ev, out)) != 0)
-    natka__errf(err, errlen, c.rc, "rules: out of memory");
-  if (c.rc != 0) /* out->rule still names the module that failed */
+  natka__ask a = {.r = r,
+                  .ev = ev,
+                  .fn = NATKA__FN_ROUTE,
+                  .convert = natka__rules_answer,
+                  .out = out,
+                  .err = err,
+                  .errlen = errlen};
+  int rc = natka__rules_ask(&a);
+  if (a.rule != NULL && (out->rule = natka__strdup(a.rule)) == NULL && rc == 0)
+    rc = natka__errf(err, errlen, NATKA_ENOMEM, "rules: out of memory");
+  if (rc == 0 && a.rule == NULL && (rc = default_route(r, ev, out)) != 0)
+    natka__errf(err, errlen, rc, "rules: out of memory");
+  if (rc != 0) /* out->rule still names the module that failed */
     natka__route_clear_dests(out);
-  if (c.collect)
-    lua_gc(L, LUA_GCCOLLECT);
-  assert(lua_gettop(L) == top);
-  return c.rc;
+  return rc;
 }
 
 /* ------------------------------------------------------------- lifetime */
@@ -679,7 +730,7 @@ void natka__rules_free(natka__rules *r) {
     return;
   int refs = 0;
   for (size_t i = 0; i < r->nmods; i++) {
-    refs += (r->mods[i].route != LUA_NOREF) + 1;
+    refs += module_refs(&r->mods[i]);
     free(r->mods[i].name);
   }
   assert(refs == r->nrefs);

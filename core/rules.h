@@ -2,11 +2,10 @@
  * The rules host: one sandboxed Lua 5.4 state holding the loaded rule
  * modules. Used only on the loop thread.
  *
- * A rule module is a chunk that returns a table; this file knows its
- * `route(ev)` function. Modules are consulted in name order: the first whose
- * route returns something other than nil decides. When none decides, the
- * default route applies (route.default_topic, or a topic named after the
- * event's kind).
+ * A rule module is a chunk that returns a table with any of `route(ev)`,
+ * `dedup(ev)`, `degrade(ev, switches)` and `tests`. For each of the three
+ * functions, modules are consulted in name order: the first whose function
+ * returns something other than nil decides.
  *
  * route(ev) may return:
  *   "topic"                                   one destination
@@ -15,6 +14,28 @@
  *   { dest, dest, ... }                       several (each a string or table)
  *   natka.drop                                drop the event (counted)
  *   nil                                       no opinion: ask the next module
+ * When no module decides, the default route applies (route.default_topic,
+ * or a topic named after the event's kind).
+ *
+ * dedup(ev) may return a string of 1 to 1024 bytes (any bytes), the key
+ * under which duplicates of this event are recognised, or nil.
+ *
+ * degrade(ev, switches) may return "forward", "dual", "hold", "dlq", "drop",
+ * a table { "dual", subject = "x.y" } (subject: the NATS subject for the
+ * copy), { "dlq" | "drop" | "hold", reason = "..." } or { "forward" }, or
+ * nil. `switches` is the read-only table of natka__rules_set_switches; every
+ * rule function can also read one switch with natka.switch(name).
+ *
+ * tests = { case, ... } lists sample events and the verdicts they must get
+ * from the module alone; natka__rules_selftest runs them. A case is
+ *   { name = "...", event = { fields of natka.core's event{} },
+ *     expect = "drop" | "pass" | { dest, ... } | { error = "text" },
+ *     dedup = "key" | false | { error = "text" },
+ *     degrade = "hold" | { "dual", subject = "s" } | false | { error = "..." },
+ *     switches = { name = "value", ... } }
+ * with at least one of expect, dedup and degrade. A dest is a topic or a
+ * table whose given fields must match; false means "returns nil"; switches
+ * are what degrade() and natka.switch see during the case (none if absent).
  */
 #ifndef NATKA_RULES_H
 #define NATKA_RULES_H
@@ -31,17 +52,17 @@ typedef struct natka__dest {
   char *topic;
   char *key; /* NULL: keep the event's key (see has_key) */
   size_t key_len;
-  int has_key;       /* 1: the rule set a key override (key may be "") */
-  int32_t partition; /* -1: the partitioner decides */
+  int has_key;         /* 1: the rule set a key override (key may be "") */
+  int32_t partition;   /* -1: the partitioner decides */
   natka__header *hdrs; /* extra headers appended to the event's */
   size_t nhdrs;
 } natka__dest;
 
 typedef struct natka__route {
-  int drop;          /* 1: the rule returned natka.drop */
+  int drop; /* 1: the rule returned natka.drop */
   natka__dest *dests;
   size_t n;
-  char *rule;        /* module that decided (or failed); NULL: default route */
+  char *rule; /* module that decided (or failed); NULL: default route */
 } natka__route;
 
 void natka__route_clear(natka__route *r);
@@ -80,5 +101,75 @@ size_t natka__rules_count(const natka__rules *r);
  */
 int natka__rules_route(natka__rules *r, natka_event *ev, natka__route *out,
                        char *err, size_t errlen);
+
+/*
+ * Finds the deduplication key of `ev`. On success *key is NULL when no
+ * module has a dedup or all returned nil; otherwise it is the key (malloc'ed,
+ * with a NUL after *len bytes; the caller frees it). *rule is the name of the
+ * module that decided or failed (malloc'ed, caller frees; NULL when none).
+ * Errors: NATKA_ERULE when a dedup raised, ran past its budget or returned
+ * something other than a string of 1 to 1024 bytes (err names the module;
+ * *key is NULL); NATKA_ENOMEM; NATKA_EINVAL.
+ */
+int natka__rules_dedup(natka__rules *r, natka_event *ev, char **key,
+                       size_t *len, char **rule, char *err, size_t errlen);
+
+typedef enum {
+  NATKA__DEGRADE_FORWARD,
+  NATKA__DEGRADE_DUAL,
+  NATKA__DEGRADE_HOLD,
+  NATKA__DEGRADE_DLQ,
+  NATKA__DEGRADE_DROP
+} natka__degrade_kind;
+
+typedef struct natka__degrade {
+  natka__degrade_kind kind;
+  char *subject; /* DUAL: NATS subject, or NULL for the default */
+  char *reason;  /* DLQ/DROP/HOLD: why, or NULL */
+  char *rule;    /* module that decided (or failed); NULL: none */
+  int decided;   /* 0: no module decided (kind is FORWARD) */
+} natka__degrade;
+
+/* Frees d's strings and resets it to an undecided FORWARD. */
+void natka__degrade_clear(natka__degrade *d);
+
+/* "forward", "dual", "hold", "dlq", "drop"; NULL for an unknown kind. */
+const char *natka__degrade_kind_name(natka__degrade_kind kind);
+
+/*
+ * Asks the modules' degrade(ev, switches) what to do with `ev`. On success
+ * fills `out` (cleared first; free with natka__degrade_clear): when no module
+ * decided, out->decided is 0 and out->kind FORWARD, and the core applies the
+ * `mode` switch itself. Errors: NATKA_ERULE when a degrade raised, ran past
+ * its budget or returned something not listed above: err holds the module
+ * and what it returned, out->rule the module; NATKA_ENOMEM; NATKA_EINVAL.
+ */
+int natka__rules_degrade(natka__rules *r, natka_event *ev, natka__degrade *out,
+                         char *err, size_t errlen);
+
+/*
+ * Replaces the switches rules see (degrade's second argument and
+ * natka.switch(name)) with names[i] = values[i], i < n, all copied; a name
+ * given twice keeps its last value. The new set is built aside and swapped
+ * in whole, so a failure leaves the previous one. Until the first call the
+ * set is empty. Errors: NATKA_EINVAL (NULL r, or a NULL array or string),
+ * NATKA_ENOMEM (the previous switches stay).
+ */
+int natka__rules_set_switches(natka__rules *r, const char *const *names,
+                              const char *const *values, size_t n);
+
+/*
+ * Runs the `tests` of every loaded module in name order, each against that
+ * module alone (its own route, dedup and degrade, not the chain), under the
+ * usual budgets. Each case sees its own switches only; the switches set
+ * before are back afterwards. A module without tests passes. Returns 0, or
+ * NATKA_ERULE with the first failure in err, one line naming the module and
+ * the case (followed by a short traceback when the rule raised):
+ *   module 'orders': test 'keyed by account': expected {...}, got {...}
+ *   module 'x': tests[2]: event must be a table
+ * NATKA_EINVAL for a NULL r. Meant for a state about to go live (it runs
+ * every rule function at least once per case).
+ */
+int natka__rules_selftest(natka__rules *r, char *err, size_t errlen);
 
 #endif

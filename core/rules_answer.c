@@ -3,7 +3,8 @@
  * destination or a list of them, each a topic or a table with topic, key,
  * partition and headers, or natka.drop. Everything is read with raw
  * accesses, so no metamethod of a returned table runs outside the rule's
- * budget; every refusal names the rule and says what was expected.
+ * budget; every refusal names the rule and says what was expected. And back:
+ * a natka__route as the Lua value self-tests and natka.core compare.
  */
 #include "rules_int.h"
 
@@ -243,8 +244,8 @@ static int convert(lua_State *L, answer *c, int idx) {
   return 1;
 }
 
-int natka__rules_answer(lua_State *L, int idx, const char *rule,
-                        natka__route *out, char *err, size_t errlen, int *rc) {
+int natka__rules_answer(lua_State *L, int idx, const char *rule, void *out,
+                        char *err, size_t errlen, int *rc) {
   answer c = {.rule = rule, .out = out, .err = err, .errlen = errlen, .rc = rc};
   return convert(L, &c, idx);
 }
@@ -272,4 +273,41 @@ void natka__route_clear(natka__route *r) {
   natka__route_clear_dests(r);
   free(r->rule);
   r->rule = NULL;
+}
+
+/* A destination as a table. Stack: +1 */
+static void push_dest(lua_State *L, const natka__dest *d) {
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, d->topic);
+  lua_setfield(L, -2, "topic");
+  if (d->has_key) {
+    lua_pushlstring(L, d->key != NULL ? d->key : "", d->key_len);
+    lua_setfield(L, -2, "key");
+  }
+  if (d->partition >= 0) {
+    lua_pushinteger(L, d->partition);
+    lua_setfield(L, -2, "partition");
+  }
+  lua_createtable(L, (int)d->nhdrs, 0);
+  for (size_t j = 0; j < d->nhdrs; j++) {
+    lua_createtable(L, 2, 0);
+    lua_pushstring(L, d->hdrs[j].name);
+    lua_rawseti(L, -2, 1);
+    lua_pushlstring(L, d->hdrs[j].value, d->hdrs[j].len);
+    lua_rawseti(L, -2, 2);
+    lua_rawseti(L, -2, (lua_Integer)j + 1);
+  }
+  lua_setfield(L, -2, "headers");
+}
+
+void natka__route_push(lua_State *L, const natka__route *r) {
+  if (r->drop) {
+    lua_pushliteral(L, "drop");
+    return;
+  }
+  lua_createtable(L, (int)r->n, 0);
+  for (size_t i = 0; i < r->n; i++) {
+    push_dest(L, &r->dests[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
 }

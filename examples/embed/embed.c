@@ -26,9 +26,14 @@ typedef struct host {
   natka *gw;
 } host;
 
-/* Rules can live in a file (rules.files) or, as here, in the config. */
+/* No NATS here: no JetStream source, no rules or switches bucket to watch, so
+ * every event takes the default route (a topic named after its kind). Rule
+ * modules would come from rules.files or, by default, the rules.bucket KV
+ * bucket. */
 static const char config[] = "return {\n"
                              "  jetstream = { enabled = false },\n"
+                             "  rules = { bucket = '' },\n"
+                             "  switches = { bucket = '' },\n"
                              "  log = { level = 'warn' },\n"
                              "}\n";
 

@@ -4,9 +4,7 @@
 -- retrying it forever. Every other event gets no opinion (nil), so the next
 -- module decides ("fail_on_poison" sorts before most names).
 --
--- `tests` uses the format described in route_by_kind.lua:
---   { name = "...", event = {...}, expect = "drop" | "pass" | { dest, ... }
---                                          | { error = "text" } }
+-- `tests` uses the format described in route_by_kind.lua.
 
 return {
   route = function(ev)

@@ -9,17 +9,32 @@
 --                   (route.default_topic, or a topic named after the kind)
 --                   decides
 --
--- `tests` lists sample events and what route() must answer for each; the
--- specs (tests/lua/examples_spec.lua) run them against the real rules host.
--- A case is { name = "...", event = {...}, expect = <verdict> } where event
--- holds the fields of natka.core's event{} (id, kind, ts, key, data,
--- headers = {{name, value}, ...}) and the verdict is one of:
---   "drop"              route returned natka.drop
---   "pass"              route returned nil: no opinion
---   { dest, ... }       these destinations, in order; a dest is a topic, or a
---                       table whose given fields (topic, key, partition,
---                       headers) must match
---   { error = "text" }  route raised an error whose message contains text
+-- `tests` lists sample events and what this module alone must answer for
+-- each; natka runs them whenever it loads rules, and refuses a rule set whose
+-- tests fail (from natka.core: rules:selftest()). A case is
+--   { name = "...", event = {...}, expect = <route verdict>,
+--     dedup = <key>, degrade = <degrade verdict>, switches = {...} }
+-- where event holds the fields of natka.core's event{} (id, kind, ts, key,
+-- data, headers = {{name, value}, ...}), at least one of expect, dedup and
+-- degrade is given, and:
+--   expect    "drop"              route returned natka.drop
+--             "pass"              route returned nil: no opinion
+--             { dest, ... }       these destinations, in order; a dest is a
+--                                 topic, or a table whose given fields
+--                                 (topic, key, partition, headers) must match
+--   dedup     "key"               dedup returned this key
+--             false               dedup returned nil: no key
+--   degrade   "hold", "dual", ... degrade returned this kind of verdict
+--                                 (whatever its subject or reason)
+--             { "dual", subject = "s" }, { "dlq", reason = "r" }, ...
+--                                 this verdict, with these fields
+--             false               degrade returned nil: no decision
+--   any of the three may be { error = "text" }: the function raised (or
+--   returned something invalid) with an error whose message contains text
+--   switches  { name = "value" }  what degrade(ev, switches) and
+--                                 natka.switch(name) see in this case (none
+--                                 when absent)
+-- A module without a function answers nil for it.
 
 local function starts(s, prefix)
   return s:sub(1, #prefix) == prefix

@@ -1,5 +1,6 @@
 -- The example rule modules in examples/rules/ load in the real rules host and
--- pass their own `tests` tables (format: see examples/rules/route_by_kind.lua).
+-- pass their own `tests` tables (format: see examples/rules/route_by_kind.lua),
+-- checked by rules:selftest(), the same check natka runs when it loads rules.
 local core = require "natka.core"
 
 local dir = "examples/rules/"
@@ -17,6 +18,13 @@ local function example_files()
   return files
 end
 
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local src = f:read("a")
+  f:close()
+  return src
+end
+
 -- The module's table as plain data: only `tests` is read, so `natka` can be a
 -- stand-in whose every field is a function that is never called.
 local function module_tests(path)
@@ -26,60 +34,20 @@ local function module_tests(path)
   return module.tests
 end
 
--- Whether dest (from rules:route) matches want (a topic, or a table of the
--- fields that must match).
-local function dest_matches(want, dest)
-  if type(want) == "string" then
-    return dest.topic == want
-  end
-  for k, v in pairs(want) do
-    if type(v) == "table" then
-      if not require("luassert.util").deepcompare(v, dest[k]) then
-        return false
-      end
-    elseif dest[k] ~= v then
-      return false
-    end
-  end
-  return true
-end
-
--- Checks one case against its module, loaded alone. rules:route answers
--- verdict, rule on success and nil, err, rule on failure.
-local function check(rules, case)
-  local verdict, second = rules:route(core.event(case.event))
-  local want = case.expect
-  if type(want) == "table" and want.error ~= nil then
-    assert.is_nil(verdict, "expected an error")
-    assert.matches(want.error, second, 1, true)
-    return
-  end
-  assert(verdict, second)
-  if want == "drop" then
-    assert.equal("drop", verdict)
-  elseif want == "pass" then
-    assert.is_nil(second, "expected no module to decide, but one did")
-  else
-    assert.is_table(verdict)
-    assert.equal(#want, #verdict, "number of destinations")
-    for i, w in ipairs(want) do
-      assert.is_true(dest_matches(w, verdict[i]), ("destination %d"):format(i))
-    end
-  end
-end
-
 describe("the example rule modules", function()
   local files = example_files()
 
-  it("include route_by_kind and fail_on_poison", function()
+  it("include one for each of route, dedup and degrade", function()
     local set = {}
     for _, f in ipairs(files) do set[f] = true end
-    assert.is_true(set["route_by_kind.lua"] and set["fail_on_poison.lua"])
+    for _, f in ipairs { "route_by_kind.lua", "fail_on_poison.lua",
+      "dedup_by_order.lua", "degrade_by_switch.lua" } do
+      assert.is_true(set[f], f)
+    end
   end)
 
   for _, file in ipairs(files) do
     local path = dir .. file
-    local tests = module_tests(path)
 
     describe(file, function()
       local rules = core.rules {}
@@ -90,17 +58,35 @@ describe("the example rule modules", function()
       end)
 
       it("carries tests", function()
+        local tests = module_tests(path)
         assert.is_table(tests)
         assert.is_true(#tests > 0)
       end)
 
-      for i, case in ipairs(tests or {}) do
-        it(case.name or ("case " .. i), function()
-          check(rules, case)
-        end)
-      end
+      it("passes its tests", function()
+        assert(rules:selftest())
+      end)
+
+      it("fails its self-test once a case expects something else", function()
+        local copy = core.rules {}
+        assert(copy:load("copy", (read(path):gsub("tests = {",
+          'tests = { { name = "impossible", event = {}, '
+            .. 'expect = { error = "never raised" } },', 1))))
+        local ok, err = copy:selftest()
+        assert.is_nil(ok)
+        assert.matches("^module 'copy': test 'impossible': expected an error "
+          .. "containing \"never raised\", got ", err)
+      end)
     end)
   end
+
+  it("pass their tests all loaded together, each against itself", function()
+    local rules = core.rules {}
+    for _, file in ipairs(files) do
+      assert(rules:load_file(dir .. file))
+    end
+    assert(rules:selftest())
+  end)
 
   it("send a poisoned order to the DLQ before routing it", function()
     local rules = core.rules {}
@@ -114,5 +100,22 @@ describe("the example rule modules", function()
     assert.equal("fail_on_poison", rule)
     assert.matches("^rule 'fail_on_poison': .*fail_on_poison.lua:%d+: poison pill in event e%-9", err)
     assert.equal("orders", rules:route(core.event { kind = "orders.created" })[1].topic)
+  end)
+
+  it("key orders and degrade by switch, all loaded together", function()
+    local rules = core.rules {}
+    for _, file in ipairs(files) do
+      assert(rules:load_file(dir .. file))
+    end
+    local ev = core.event { kind = "payments.settled",
+      headers = { { "order-id", "o-1" } } }
+    assert.is_nil(rules:dedup(ev))
+    assert.equal("o-1:0", rules:dedup(core.event { kind = "orders.created",
+      headers = { { "order-id", "o-1" } } }))
+    assert.equal("forward", rules:degrade(ev))
+    assert(rules:set_switches { hold_payments = "on" })
+    local verdict, extra = rules:degrade(ev)
+    assert.equal("hold", verdict)
+    assert.equal("degrade_by_switch", extra.rule)
   end)
 end)

@@ -1,7 +1,8 @@
 /*
- * natka__rules_* directly: module loading, route answers, failures, budgets,
- * and that natka__route_clear leaves nothing behind on any path (run under
- * -DNATKA_SANITIZE=ON for the leak check).
+ * natka__rules_* directly: module loading, route, dedup and degrade answers,
+ * switches, self-tests, failures, budgets, and that nothing is left behind
+ * on any path, errors included (run under -DNATKA_SANITIZE=ON for the leak
+ * check).
  */
 #include "runner.h"
 
@@ -408,6 +409,392 @@ static void rules_memory_sweep_load(void **state) {
   assert_true(outcomes[0] > 0 && outcomes[1] > 0);
 }
 
+/* ------------------------------------------------------- dedup, degrade */
+
+static void rules_dedup_forms(void **state) {
+  (void)state;
+  natka__rules *r = new_rules(100000, 0, NULL, NULL);
+  char *key = (char *)1, *rule = (char *)1, err[512];
+  size_t len = 99;
+  natka_event *ev = event("orders.created", "");
+
+  /* no module has a dedup */
+  assert_int_equal(
+      natka__rules_dedup(r, ev, &key, &len, &rule, err, sizeof(err)), 0);
+  assert_null(key);
+  assert_int_equal(len, 0);
+  assert_null(rule);
+
+  add(r, "b", "return { dedup = function(ev) return 'k\\0' .. ev.kind end }");
+  add(r, "a", "return { dedup = function(ev) return nil end }");
+  assert_int_equal(
+      natka__rules_dedup(r, ev, &key, &len, &rule, err, sizeof(err)), 0);
+  assert_int_equal(len, 16);
+  assert_memory_equal(key, "k\0orders.created", 17); /* and a NUL after */
+  assert_string_equal(rule, "b");
+  free(key);
+  free(rule);
+
+  /* rule is optional */
+  assert_int_equal(
+      natka__rules_dedup(r, ev, &key, &len, NULL, err, sizeof(err)), 0);
+  assert_int_equal(len, 16);
+  free(key);
+
+  assert_int_equal(natka__rules_dedup(r, NULL, &key, &len, &rule, err, 512),
+                   NATKA_EINVAL);
+  assert_int_equal(natka__rules_dedup(NULL, ev, &key, &len, &rule, err, 512),
+                   NATKA_EINVAL);
+  assert_int_equal(natka__rules_dedup(r, ev, NULL, &len, &rule, err, 512),
+                   NATKA_EINVAL);
+  natka_event_free(ev);
+  natka__rules_free(r);
+}
+
+static void rules_dedup_errors(void **state) {
+  (void)state;
+  static const struct {
+    const char *body, *want;
+  } cases[] = {
+      {"return 42", "rule 'm': dedup returned a number; expected a key string "
+                    "of 1 to 1024 bytes or nil"},
+      {"return ''", "rule 'm': dedup returned a key of 0 bytes; expected 1 to "
+                    "1024 bytes, or nil for no key"},
+      {"return ('k'):rep(1025)", "rule 'm': dedup returned a key of 1025 "
+                                 "bytes; expected 1 to 1024 bytes, or nil for "
+                                 "no key"},
+      {"error('no id', 0)", "rule 'm': no id\nstack traceback:"},
+      {"while true do end",
+       "rule 'm': instruction budget exhausted (100000 instructions)"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    natka__rules *r = new_rules(100000, 0, NULL, NULL);
+    char src[256], *key, *rule, err[512];
+    size_t len;
+    snprintf(src, sizeof(src), "return { dedup = function(ev) %s end }",
+             cases[i].body);
+    add(r, "m", src);
+    natka_event *ev = event("k", "");
+    assert_int_equal(
+        natka__rules_dedup(r, ev, &key, &len, &rule, err, sizeof(err)),
+        NATKA_ERULE);
+    assert_null(key);
+    assert_int_equal(len, 0);
+    assert_string_equal(rule, "m");
+    assert_memory_equal(err, cases[i].want, strlen(cases[i].want));
+    free(rule);
+    natka_event_free(ev);
+    natka__rules_free(r);
+  }
+}
+
+static natka__degrade degrade_of(natka__rules *r, const char *kind, int rc) {
+  natka__degrade d;
+  char err[512];
+  natka_event *ev = event(kind, "");
+  int got = natka__rules_degrade(r, ev, &d, err, sizeof(err));
+  if (got != rc)
+    fail_msg("rc %d, want %d: %s", got, rc, got != 0 ? err : "");
+  natka_event_free(ev);
+  return d;
+}
+
+static void rules_degrade_forms(void **state) {
+  (void)state;
+  natka__rules *r = new_rules(100000, 0, NULL, NULL);
+  natka__degrade d = degrade_of(r, "x", 0); /* no module at all */
+  assert_int_equal(d.decided, 0);
+  assert_int_equal(d.kind, NATKA__DEGRADE_FORWARD);
+  assert_null(d.rule);
+
+  add(r, "a", "return { degrade = function(ev) end }");
+  add(r, "m",
+      "local v = { forward = 'forward', dual = 'dual', hold = 'hold',\n"
+      "  dlq = 'dlq', drop = 'drop',\n"
+      "  dual_s = { 'dual', subject = 'degraded.orders' },\n"
+      "  dlq_r = { 'dlq', reason = 'poison' },\n"
+      "  drop_r = { 'drop', reason = 'off' },\n"
+      "  hold_r = { 'hold', reason = 'kafka down' } }\n"
+      "return { degrade = function(ev) return v[ev.kind] end }");
+  static const struct {
+    const char *kind;
+    natka__degrade_kind want;
+    const char *subject, *reason;
+  } cases[] = {
+      {"forward", NATKA__DEGRADE_FORWARD, NULL, NULL},
+      {"dual", NATKA__DEGRADE_DUAL, NULL, NULL},
+      {"hold", NATKA__DEGRADE_HOLD, NULL, NULL},
+      {"dlq", NATKA__DEGRADE_DLQ, NULL, NULL},
+      {"drop", NATKA__DEGRADE_DROP, NULL, NULL},
+      {"dual_s", NATKA__DEGRADE_DUAL, "degraded.orders", NULL},
+      {"dlq_r", NATKA__DEGRADE_DLQ, NULL, "poison"},
+      {"drop_r", NATKA__DEGRADE_DROP, NULL, "off"},
+      {"hold_r", NATKA__DEGRADE_HOLD, NULL, "kafka down"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    d = degrade_of(r, cases[i].kind, 0);
+    assert_int_equal(d.decided, 1);
+    assert_int_equal(d.kind, cases[i].want);
+    assert_string_equal(d.rule, "m");
+    if (cases[i].subject != NULL)
+      assert_string_equal(d.subject, cases[i].subject);
+    else
+      assert_null(d.subject);
+    if (cases[i].reason != NULL)
+      assert_string_equal(d.reason, cases[i].reason);
+    else
+      assert_null(d.reason);
+    natka__degrade_clear(&d);
+    assert_null(d.rule);
+    assert_int_equal(d.decided, 0);
+  }
+  d = degrade_of(r, "none", 0); /* both return nil */
+  assert_int_equal(d.decided, 0);
+  assert_null(d.rule);
+  natka__degrade_clear(&d);
+  natka__degrade_clear(&d); /* twice is fine */
+  natka__degrade_clear(NULL);
+
+  assert_string_equal(natka__degrade_kind_name(NATKA__DEGRADE_DLQ), "dlq");
+  assert_null(natka__degrade_kind_name((natka__degrade_kind)42));
+  assert_int_equal(natka__rules_degrade(r, NULL, &d, NULL, 0), NATKA_EINVAL);
+  assert_int_equal(d.decided, 0);
+  assert_int_equal(natka__rules_degrade(NULL, NULL, NULL, NULL, 0),
+                   NATKA_EINVAL);
+  natka__rules_free(r);
+}
+
+/* Each refusal names the module and frees what the answer had. */
+static void rules_degrade_errors(void **state) {
+  (void)state;
+  static const struct {
+    const char *ret, *want;
+  } cases[] = {
+      {"'sideways'", "rule 'm': degrade returned \"sideways\"; expected"},
+      {"7", "rule 'm': degrade returned a number; expected"},
+      {"{ 'dual', subject = 'a..b' }",
+       "rule 'm': degrade: invalid subject 'a..b'"},
+      {"{ 'dual', reason = 'x' }",
+       "rule 'm': degrade: 'reason' does not go with \"dual\""},
+      {"{ 'hold', reason = 'x', subject = 'y' }",
+       "rule 'm': degrade: 'subject' does not go with \"hold\""},
+      {"{ 'dlq', reason = 'x', extra = 1 }",
+       "rule 'm': degrade returned a table with unknown field 'extra'"},
+      {"{ subject = 'a' }", "rule 'm': degrade returned a table whose first "
+                            "item is missing"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    natka__rules *r = new_rules(100000, 0, NULL, NULL);
+    char src[256], err[512];
+    snprintf(src, sizeof(src), "return { degrade = function() return %s end }",
+             cases[i].ret);
+    add(r, "m", src);
+    natka_event *ev = event("k", "");
+    natka__degrade d;
+    assert_int_equal(natka__rules_degrade(r, ev, &d, err, sizeof(err)),
+                     NATKA_ERULE);
+    assert_memory_equal(err, cases[i].want, strlen(cases[i].want));
+    assert_string_equal(d.rule, "m");
+    assert_int_equal(d.decided, 0);
+    assert_null(d.subject);
+    assert_null(d.reason);
+    natka__degrade_clear(&d);
+    natka_event_free(ev);
+    natka__rules_free(r);
+  }
+}
+
+static void rules_switches(void **state) {
+  (void)state;
+  natka__rules *r = new_rules(100000, 0, NULL, NULL);
+  add(r, "m",
+      "return {\n"
+      "  degrade = function(ev, s)\n"
+      "    if s.mode == 'nats_only' then\n"
+      "      return { 'dual', subject = 'degraded.' .. ev.kind } end\n"
+      "    return natka.switch('verdict')\n"
+      "  end,\n"
+      "  route = function(ev) return natka.switch('topic') end }");
+  natka__degrade d = degrade_of(r, "k", 0);
+  assert_int_equal(d.decided, 0);
+
+  const char *names[] = {"mode", "verdict", "mode"};
+  const char *values[] = {"x", "hold", "nats_only"}; /* the last mode wins */
+  assert_int_equal(natka__rules_set_switches(r, names, values, 3), 0);
+  d = degrade_of(r, "orders", 0);
+  assert_int_equal(d.kind, NATKA__DEGRADE_DUAL);
+  assert_string_equal(d.subject, "degraded.orders");
+  natka__degrade_clear(&d);
+
+  /* replaced whole: mode is gone */
+  assert_int_equal(natka__rules_set_switches(r, names + 1, values + 1, 1), 0);
+  d = degrade_of(r, "orders", 0);
+  assert_int_equal(d.kind, NATKA__DEGRADE_HOLD);
+  natka__degrade_clear(&d);
+
+  const char *tn[] = {"topic"}, *tv[] = {"from_switch"};
+  assert_int_equal(natka__rules_set_switches(r, tn, tv, 1), 0);
+  natka_event *ev = event("k", "");
+  natka__route out;
+  assert_int_equal(natka__rules_route(r, ev, &out, NULL, 0), 0);
+  assert_string_equal(out.dests[0].topic, "from_switch");
+  natka__route_clear(&out);
+  natka_event_free(ev);
+
+  const char *bad[] = {NULL};
+  assert_int_equal(natka__rules_set_switches(NULL, NULL, NULL, 0),
+                   NATKA_EINVAL);
+  assert_int_equal(natka__rules_set_switches(r, NULL, values, 1), NATKA_EINVAL);
+  assert_int_equal(natka__rules_set_switches(r, bad, values, 1), NATKA_EINVAL);
+  assert_int_equal(natka__rules_set_switches(r, names, bad, 1), NATKA_EINVAL);
+  assert_int_equal(natka__rules_set_switches(r, NULL, NULL, 0), 0);
+  d = degrade_of(r, "orders", 0); /* now empty */
+  assert_int_equal(d.decided, 0);
+  natka__rules_free(r);
+}
+
+/* --------------------------------------------------------------- selftest */
+
+static void rules_selftest_results(void **state) {
+  (void)state;
+  char err[1024];
+  natka__rules *r = new_rules(100000, 0, NULL, NULL);
+  assert_int_equal(natka__rules_selftest(r, err, sizeof(err)), 0); /* none */
+  add(r, "plain", "return { route = function() return 'x' end }");
+  add(r, "orders",
+      "return {\n"
+      "  route = function(ev) return 'payments' end,\n"
+      "  dedup = function(ev) return ev.id end,\n"
+      "  degrade = function(ev, s) return s.v end,\n"
+      "  tests = {\n"
+      "    { name = 'ok', event = { id = 'e-1' }, expect = { 'payments' },\n"
+      "      dedup = 'e-1', degrade = 'hold', switches = { v = 'hold' } } } }");
+  assert_int_equal(natka__rules_selftest(r, err, sizeof(err)), 0);
+
+  add(r, "orders",
+      "return { route = function(ev) return 'payments' end,\n"
+      "  tests = { { name = 'payments are keyed by account', event = {},\n"
+      "    expect = { { topic = 'payments', key = 'acct-42' } } } } }");
+  assert_int_equal(natka__rules_selftest(r, err, sizeof(err)), NATKA_ERULE);
+  assert_string_equal(err, "module 'orders': test 'payments are keyed by "
+                           "account': expected {payments key=acct-42}, got "
+                           "{payments}");
+
+  add(r, "orders", "return { tests = { { expect = 'pass' } } }");
+  assert_int_equal(natka__rules_selftest(r, err, sizeof(err)), NATKA_ERULE);
+  assert_string_equal(err, "module 'orders': tests[1]: event must be a table");
+
+  /* the switches set before are back afterwards */
+  add(r, "orders",
+      "return { degrade = function(ev, s) return s.v end,\n"
+      "  tests = { { event = {}, degrade = 'dlq', switches = { v = 'dlq' } },\n"
+      "            { event = {}, degrade = false } } }");
+  const char *n[] = {"v"}, *v[] = {"drop"};
+  assert_int_equal(natka__rules_set_switches(r, n, v, 1), 0);
+  assert_int_equal(natka__rules_selftest(r, err, sizeof(err)), 0);
+  natka__degrade d = degrade_of(r, "k", 0);
+  assert_int_equal(d.kind, NATKA__DEGRADE_DROP);
+  natka__degrade_clear(&d);
+
+  assert_int_equal(natka__rules_selftest(NULL, err, sizeof(err)), NATKA_EINVAL);
+  natka__rules_free(r);
+}
+
+/* One call of `step` (0 switches, 1 dedup, 2 degrade, 3 selftest) on a
+ * state that may be full. Returns 0 when it succeeded, 1 when it failed
+ * cleanly. */
+static int sweep_step(natka__rules *r, int step) {
+  char err[1024];
+  int rc = 0;
+  natka_event *ev = event("k", "");
+  assert_int_equal(natka_event_set_id(ev, "e"), 0);
+  if (step == 0) {
+    const char *names[] = {"mode", "other"}, *values[] = {"m", "x"};
+    rc = natka__rules_set_switches(r, names, values, 2);
+    assert_true(rc == 0 || rc == NATKA_ENOMEM);
+    natka_event_free(ev);
+    return rc != 0;
+  }
+  if (step == 1) {
+    char *key, *rule;
+    size_t len;
+    rc = natka__rules_dedup(r, ev, &key, &len, &rule, err, sizeof(err));
+    if (rc == 0)
+      assert_memory_equal(key, "k:e", 4);
+    else
+      assert_null(key);
+    free(key);
+    free(rule);
+  } else if (step == 2) {
+    natka__degrade d;
+    rc = natka__rules_degrade(r, ev, &d, err, sizeof(err));
+    if (rc == 0)
+      assert_string_equal(d.subject, "degraded.k.e");
+    natka__degrade_clear(&d);
+  } else {
+    rc = natka__rules_selftest(r, err, sizeof(err));
+    assert_int_equal(rc, NATKA_ERULE); /* the second case fails anyway */
+    rc = strcmp(err, "module 'm': test 'fails': dedup: expected key nope, "
+                     "got key k:e") != 0;
+  }
+  natka_event_free(ev);
+  if (rc != 0 && strstr(err, "out of memory (limit 64 KiB)") == NULL)
+    fail_msg("step %d: %s", step, err);
+  return rc != 0;
+}
+
+/*
+ * Fault injection, as rules_memory_sweep, for switches, dedup, degrade and
+ * self-tests: the module's first rule call keeps n small tables, n sweeping
+ * so that each allocation the following steps make fails in turn. Every
+ * failure is reported, leaks nothing and leaves a usable state.
+ */
+static void rules_memory_sweep_verdicts(void **state) {
+  (void)state;
+  for (int step = 0; step < 4; step++) {
+    int outcomes[2] = {0, 0};
+    for (size_t n = 0; n < 1000; n++) {
+      natka__rules_opts opts = {.instr_budget = 100000, .mem_limit = 64 << 10};
+      natka__rules *r = NULL;
+      char err[512], src[1024];
+      assert_int_equal(natka__rules_new(&r, &opts, err, sizeof(err)), 0);
+      snprintf(
+          src, sizeof(src),
+          "local keep\n"
+          "local function fill()\n"
+          "  if keep == nil then\n"
+          "    local b for i = 1, %zu do b = { b } end keep = b or false\n"
+          "  end\n"
+          "end\n"
+          "return {\n"
+          "  dedup = function(ev) fill() return ev.kind .. ':' .. ev.id end,\n"
+          "  degrade = function(ev, s) fill()\n"
+          "    return { 'dual', subject = 'degraded.' .. ev.kind .. '.' ..\n"
+          "      ev.id } end,\n"
+          "  tests = {\n"
+          "    { name = 'keyed', event = { id = 'e', kind = 'k',\n"
+          "        headers = { { 'h', 'v' } } },\n"
+          "      dedup = 'k:e', degrade = { 'dual', subject = 'degraded.k.e' "
+          "},\n"
+          "      switches = { mode = 'm' } },\n"
+          "    { name = 'fails', event = { id = 'e', kind = 'k' },\n"
+          "      dedup = 'nope' } } }",
+          n);
+      assert_int_equal(
+          natka__rules_add_module(r, "m", src, strlen(src), err, sizeof(err)),
+          0);
+      if (step == 0) /* fill the state first */
+        sweep_step(r, 1);
+      for (int i = 0; i < 3; i++)
+        outcomes[sweep_step(r, step)]++;
+      natka__rules_free(r);
+    }
+    if (outcomes[0] == 0 || outcomes[1] == 0)
+      fail_msg("step %d: %d successes, %d failures", step, outcomes[0],
+               outcomes[1]);
+  }
+}
+
 static void rules_new_limits(void **state) {
   (void)state;
   natka__rules_opts tiny = {.mem_limit = 4096};
@@ -438,6 +825,13 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(rules_memory_sweep),
     cmocka_unit_test(rules_memory_sweep_load),
     cmocka_unit_test(rules_new_limits),
+    cmocka_unit_test(rules_dedup_forms),
+    cmocka_unit_test(rules_dedup_errors),
+    cmocka_unit_test(rules_degrade_forms),
+    cmocka_unit_test(rules_degrade_errors),
+    cmocka_unit_test(rules_switches),
+    cmocka_unit_test(rules_selftest_results),
+    cmocka_unit_test(rules_memory_sweep_verdicts),
 };
 
 NATKA_TEST_MAIN(tests)

@@ -25,7 +25,9 @@ extern "C" {
   XX(EKAFKA, -9, "Kafka error")                                                \
   XX(ETIMEDOUT, -10, "timed out")                                              \
   XX(EIO, -11, "I/O error")                                                    \
-  XX(EMALFORMED, -12, "malformed event")
+  XX(EMALFORMED, -12, "malformed event")                                       \
+  XX(EDEGRADED, -13, "sent to the dead-letter topic by a degrade rule")        \
+  XX(EHELD, -14, "held by a degrade rule; redelivered later")
 
 typedef enum {
   NATKA_OK = 0,

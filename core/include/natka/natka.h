@@ -75,9 +75,12 @@ int natka_new(natka **out, natka_config *conf, uv_loop_t *loop, char *errbuf,
               size_t errlen);
 
 /*
- * Starts the sources. Connecting to NATS happens in the background with
- * retries and backoff; an unreachable server is logged, never fatal. Returns
- * 0, NATKA_ESTOPPED (stopping or already started) or NATKA_ENATS.
+ * Starts the gateway: creates the Kafka producer and, when rules come from a
+ * KV bucket, starts watching it. The sources start fetching once Kafka has
+ * answered and a valid rule set is active. Connecting happens in the
+ * background with retries and backoff; an unreachable server is logged,
+ * never fatal. Returns 0, NATKA_ESTOPPED (stopping or already started),
+ * NATKA_EKAFKA or NATKA_ENATS.
  */
 int natka_start(natka *gw);
 
@@ -94,7 +97,8 @@ int natka_run(natka *gw);
  * destinations, it is produced to Kafka, and `cb` (may be NULL) reports its
  * fate. On success the gateway owns `ev`; on error the caller keeps it and
  * `cb` is not called. Errors: NATKA_EINVAL, NATKA_ESTOPPED, NATKA_EBUSY
- * (limits.max_inflight reached: retry after some reports), NATKA_ETOOBIG.
+ * (limits.max_inflight reached, or rules from KV not loaded yet: retry
+ * later), NATKA_ETOOBIG.
  */
 int natka_inject(natka *gw, natka_event *ev, natka_report_cb cb, void *data);
 
@@ -117,7 +121,9 @@ void natka_set_data(natka *gw, void *data);
 void *natka_get_data(const natka *gw);
 
 /* A counter by name (events_in, delivered, dropped, deadlettered, failed,
- * nacked, rule_errors, inflight); -1 for an unknown name. */
+ * nacked, rule_errors, malformed, oversized, dropped_overload,
+ * rules_reloads, rules_rejected, rules_revision, inflight, kafka_queued);
+ * -1 for an unknown name. */
 int64_t natka_stat(const natka *gw, const char *name);
 
 /* Report accessors; valid only inside the natka_report_cb call. */

@@ -1,0 +1,444 @@
+/*
+ * What happens to one event: a flight.
+ *
+ * Each accepted event becomes a flight. The rules decide its destinations;
+ * the flight is sent to each; when the last delivery report arrives the
+ * flight completes and its source is settled: ack when every destination
+ * confirmed, nak (redeliver later) when one failed for a reason that may pass,
+ * dead-letter when it can never succeed (rule error, oversized, permanent
+ * Kafka error). A dead-lettered flight is itself a send to the DLQ topic, and
+ * its source is settled only when that send is confirmed.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway_int.h"
+#include "util.h"
+
+static void flight_free(natka__flight *f) {
+  for (size_t i = 0; i < f->ndests; i++)
+    free(f->dests[i].topic);
+  free(f->dests);
+  free(f->errmsg);
+  free(f->dedup_key);
+  natka_event_free(f->ev);
+  free(f);
+}
+
+static void note_failure(natka__flight *f, int err, const char *msg,
+                         int retriable) {
+  if (f->err != 0) {
+    /* One permanent failure makes the whole natka__flight permanent. */
+    f->retriable = f->retriable && retriable;
+    return;
+  }
+  f->err = err;
+  free(f->errmsg); /* a failed DLQ write replaces the reason it carried */
+  f->errmsg = natka__strdup(msg != NULL ? msg : natka_strerror(err));
+  f->retriable = retriable;
+}
+
+static void finish(natka__flight *f, natka_fate fate, natka__settle how) {
+  natka *gw = f->gw;
+  switch (fate) {
+  case NATKA_DELIVERED:
+    gw->stats.delivered++;
+    break;
+  case NATKA_DROPPED:
+    gw->stats.dropped++;
+    break;
+  case NATKA_DEADLETTERED:
+    gw->stats.deadlettered++;
+    break;
+  case NATKA_FAILED:
+    gw->stats.failed++;
+    break;
+  }
+  if (f->src != NULL) {
+    if (how == NATKA__SETTLE_NAK)
+      gw->stats.nacked++;
+    f->src->vt->settle(f->src, f->token, how, gw->conf->js_nak_delay_ms);
+  }
+  if (f->cb != NULL) {
+    int code = fate == NATKA_DEADLETTERED ? f->reason_code
+               : fate == NATKA_FAILED     ? f->err
+                                          : 0;
+    natka_report r = {fate,     f->ev,    code, code ? f->errmsg : NULL,
+                      f->dests, f->ndests};
+    f->cb(gw, &r, f->cb_data);
+  }
+  /* Not delivered: its redelivery must not count as a duplicate. */
+  if (fate == NATKA_FAILED && f->dedup_key != NULL)
+    natka__dedup_remove(gw->dedup, f->dedup_key, f->dedup_len);
+  gw->inflight--;
+  flight_free(f);
+  natka__gateway_update_pressure(gw);
+  natka__gateway_maybe_finish_stop(gw);
+}
+
+/* The rules revision every record carries: the KV revision of the set that
+ * decided it, or "files" when the rules come from rules.files. */
+static natka__header revision_header(natka *gw) {
+  return (natka__header){"natka-rules-revision", gw->rules_revision_text,
+                         strlen(gw->rules_revision_text)};
+}
+
+static void dead_letter(natka__flight *f, int err, const char *reason,
+                        const char *rule);
+
+static void complete(natka__flight *f) {
+  natka *gw = f->gw;
+  if (f->err == 0) {
+    finish(f, f->dlq ? NATKA_DEADLETTERED : NATKA_DELIVERED,
+           f->dlq ? NATKA__SETTLE_TERM : NATKA__SETTLE_ACK);
+    return;
+  }
+  if (f->dlq || f->retriable || gw->state >= GW_CLOSING) {
+    /* Not stored anywhere: the source redelivers it later. */
+    natka__debug(&gw->log, "event %s not delivered (%s); nak'ed",
+                 natka_event_id(f->ev), f->errmsg);
+    finish(f, NATKA_FAILED, NATKA__SETTLE_NAK);
+    return;
+  }
+  char reason[512];
+  snprintf(reason, sizeof(reason), "kafka refused the event: %s",
+           f->errmsg ? f->errmsg : "unknown error");
+  for (size_t i = 0; i < f->ndests; i++)
+    free(f->dests[i].topic);
+  f->ndests = 0;
+  dead_letter(f, NATKA_EKAFKA, reason, NULL);
+}
+
+static int add_dest(natka__flight *f, const natka__delivery *d) {
+  natka__flight_dest *grown =
+      realloc(f->dests, (f->ndests + 1) * sizeof(*grown));
+  if (grown == NULL)
+    return NATKA_ENOMEM;
+  f->dests = grown;
+  f->dests[f->ndests] =
+      (natka__flight_dest){natka__strdup(d->topic), d->partition, d->offset};
+  f->ndests++;
+  return 0;
+}
+
+void natka__flight_on_delivery(natka__sink *sink, void *opaque,
+                               const natka__delivery *d) {
+  natka__flight *f = opaque;
+  (void)sink;
+  if (d->err != 0)
+    note_failure(f, d->err, d->errmsg, d->retriable);
+  else if (add_dest(f, d) != 0)
+    note_failure(f, NATKA_ENOMEM, NULL, 1);
+  if (--f->pending == 0)
+    complete(f);
+}
+
+/* Sends f to one destination; a refusal counts as that destination's
+ * delivery report. */
+static void send_one(natka__flight *f, natka__sink *sink,
+                     const natka__dest *dest, const natka__header *extra,
+                     size_t nextra) {
+  f->pending++;
+  int rc = sink->vt->send(sink, f->ev, dest, extra, nextra, f);
+  if (rc != 0) {
+    natka__delivery d = {.err = rc,
+                         .errmsg = natka_strerror(rc),
+                         .retriable = rc == NATKA_EBUSY || rc == NATKA_ENOMEM ||
+                                      rc == NATKA_ENATS};
+    natka__flight_on_delivery(sink, f, &d);
+  }
+}
+
+/*
+ * Writes f's event to the dead-letter topic with the reason in its headers.
+ * An oversized event loses its data there (it would not fit either); its
+ * source position in natka-source says where the original still is.
+ */
+static void dead_letter(natka__flight *f, int err, const char *reason,
+                        const char *rule) {
+  natka *gw = f->gw;
+  char where[256] = "injected";
+  char attempts[32];
+  natka__header extra[6];
+  size_t n = 0;
+
+  /* The log gets the first line; the DLQ header keeps any traceback. */
+  int first_line = (int)strcspn(reason, "\n");
+  natka__warn(&gw->log, "event %s dead-lettered to %s: %.*s",
+              natka_event_id(f->ev) ? natka_event_id(f->ev) : "(no id)",
+              gw->conf->dlq_topic, first_line, reason);
+  free(f->errmsg);
+  f->errmsg = natka__strdup(reason);
+  f->reason_code = err;
+  f->err = 0; /* the DLQ write succeeds or fails on its own */
+  f->dlq = 1;
+  if (f->src != NULL)
+    f->src->vt->describe(f->src, f->token, where, sizeof(where));
+  if (err == NATKA_ETOOBIG)
+    natka_event_set_data(f->ev, "", 0);
+
+  extra[n++] = (natka__header){"natka-error", (char *)reason, strlen(reason)};
+  extra[n++] = (natka__header){"natka-error-code", (char *)natka_err_name(err),
+                               strlen(natka_err_name(err))};
+  if (rule != NULL)
+    extra[n++] = (natka__header){"natka-rule", (char *)rule, strlen(rule)};
+  extra[n++] = (natka__header){"natka-source", where, strlen(where)};
+  snprintf(attempts, sizeof(attempts), "%d", 1);
+  extra[n++] = (natka__header){"natka-attempts", attempts, strlen(attempts)};
+  extra[n++] = revision_header(gw);
+
+  natka__dest dest = {.topic = gw->conf->dlq_topic, .partition = -1};
+  send_one(f, gw->sink, &dest, extra, n);
+}
+
+/* Decides where f goes and sends it there. */
+/* The dedup stage: 1 when f was finished here (a duplicate, or dead-lettered
+ * because its dedup rule failed), 0 to go on. */
+static int dedup_stage(natka__flight *f) {
+  natka *gw = f->gw;
+  char err[1024], *key = NULL, *rule = NULL;
+  size_t len = 0;
+  int rc =
+      natka__rules_dedup(gw->rules, f->ev, &key, &len, &rule, err, sizeof(err));
+  if (rc != 0) {
+    gw->stats.rule_errors++;
+    dead_letter(f, NATKA_ERULE, err, rule);
+    free(rule);
+    return 1;
+  }
+  free(rule);
+  if (key == NULL)
+    return 0;
+  rc = natka__dedup_check_add(gw->dedup, key, len, natka__mono_ns());
+  if (rc == 1) {
+    gw->stats.deduplicated++;
+    natka__debug(&gw->log,
+                 "event %s is a duplicate (dedup key seen within "
+                 "the window); acked, not produced",
+                 natka_event_id(f->ev));
+    free(key);
+    finish(f, NATKA_DROPPED, NATKA__SETTLE_ACK);
+    return 1;
+  }
+  if (rc == 0) {
+    f->dedup_key = key;
+    f->dedup_len = len;
+  } else {
+    free(key); /* out of memory: deliver without dedup rather than lose it */
+  }
+  return 0;
+}
+
+/* The degrade stage: fills *d (what degrade rules decided, or the `mode`
+ * switch when none did); 1 when f was finished here. */
+static int degrade_stage(natka__flight *f, natka__degrade *d) {
+  natka *gw = f->gw;
+  char err[1024], why[1200];
+  int rc = natka__rules_degrade(gw->rules, f->ev, d, err, sizeof(err));
+  if (rc != 0) {
+    gw->stats.rule_errors++;
+    dead_letter(f, NATKA_ERULE, err, d->rule);
+    return 1;
+  }
+  if (!d->decided) {
+    natka__mode mode = natka__switches_mode(gw->switches);
+    d->kind =
+        mode == NATKA__MODE_BOTH ? NATKA__DEGRADE_DUAL : NATKA__DEGRADE_FORWARD;
+    if (mode == NATKA__MODE_NATS_ONLY)
+      d->kind = NATKA__DEGRADE_DUAL; /* and Kafka skipped, see dispatch */
+  }
+  snprintf(why, sizeof(why), "degrade rule '%s'%s%s", d->rule ? d->rule : "?",
+           d->reason ? ": " : "", d->reason ? d->reason : "");
+  switch (d->kind) {
+  case NATKA__DEGRADE_HOLD:
+    gw->stats.held++;
+    note_failure(f, NATKA_EHELD, why, 1);
+    finish(f, NATKA_FAILED, NATKA__SETTLE_NAK);
+    return 1;
+  case NATKA__DEGRADE_DLQ:
+    dead_letter(f, NATKA_EDEGRADED, why, d->rule);
+    return 1;
+  case NATKA__DEGRADE_DROP:
+    gw->stats.degrade_drops++;
+    finish(f, NATKA_DROPPED, NATKA__SETTLE_ACK);
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+/* The NATS subject of a dual write: the rule's, or <prefix>.<kind>. */
+static void dual_subject(natka *gw, const natka__flight *f,
+                         const natka__degrade *d, char *buf, size_t len) {
+  if (d->subject != NULL) {
+    snprintf(buf, len, "%s", d->subject);
+    return;
+  }
+  snprintf(buf, len, "%s.%s", gw->conf->degrade_subject_prefix,
+           natka_event_kind(f->ev) ? natka_event_kind(f->ev) : "unknown");
+  for (char *p = buf; *p; p++)
+    if (*p == ' ' || *p == '*' || *p == '>')
+      *p = '_';
+}
+
+/*
+ * Decides what becomes of f and sends it: size limit, then the rules in
+ * order — dedup (a duplicate is acked and counted), degrade (hold, DLQ,
+ * drop, or forward / dual write), route — then one send per destination.
+ * Every stage that fails dead-letters f with its reason.
+ */
+void natka__flight_dispatch(natka__flight *f) {
+  natka *gw = f->gw;
+  natka__route route = {0};
+  natka__degrade d = {0};
+  char err[1024], subject[512];
+
+  size_t size = natka__event_wire_size(f->ev);
+  if (size > (size_t)gw->conf->max_event_bytes) {
+    gw->stats.oversized++;
+    snprintf(err, sizeof(err),
+             "event of %zu bytes exceeds limits.max_event_bytes (%" PRId64 ")",
+             size, gw->conf->max_event_bytes);
+    dead_letter(f, NATKA_ETOOBIG, err, NULL);
+    return;
+  }
+  if (dedup_stage(f) || degrade_stage(f, &d)) {
+    natka__degrade_clear(&d);
+    return;
+  }
+  int rc = natka__rules_route(gw->rules, f->ev, &route, err, sizeof(err));
+  if (rc != 0) {
+    gw->stats.rule_errors++;
+    dead_letter(f, NATKA_ERULE, err, route.rule);
+    goto done;
+  }
+  if (route.drop) {
+    natka__debug(&gw->log, "event %s dropped by rule '%s'",
+                 natka_event_id(f->ev), route.rule ? route.rule : "?");
+    finish(f, NATKA_DROPPED, NATKA__SETTLE_ACK);
+    goto done;
+  }
+  int kafka =
+      natka__switches_mode(gw->switches) != NATKA__MODE_NATS_ONLY || d.decided;
+  int dual = d.kind == NATKA__DEGRADE_DUAL;
+  if (dual && gw->nats_sink == NULL) {
+    natka__warn(&gw->log,
+                "event %s: dual write asked, but natka has no NATS "
+                "connection; Kafka only",
+                natka_event_id(f->ev));
+    dual = 0;
+    kafka = 1;
+  }
+  /* Hold one extra count so that no report completes f mid-loop. */
+  f->pending++;
+  natka__header rev = revision_header(gw);
+  for (size_t i = 0; kafka && i < route.n; i++)
+    send_one(f, gw->sink, &route.dests[i], &rev, 1);
+  if (dual) {
+    dual_subject(gw, f, &d, subject, sizeof(subject));
+    natka__dest to = {.topic = subject, .partition = -1};
+    gw->stats.dual_writes++;
+    send_one(f, gw->nats_sink, &to, &rev, 1);
+  }
+  if (--f->pending == 0)
+    complete(f);
+done:
+  natka__route_clear(&route);
+  natka__degrade_clear(&d);
+}
+
+natka__flight *natka__flight_new(natka *gw, natka_event *ev) {
+  natka__flight *f = calloc(1, sizeof(*f));
+  if (f == NULL)
+    return NULL;
+  f->gw = gw;
+  f->ev = ev;
+  gw->inflight++;
+  gw->stats.events_in++;
+  return f;
+}
+
+void natka__gateway_accept(natka *gw, natka__source *src, natka_event *ev,
+                           void *token, const char *malformed) {
+  natka__flight *f = natka__flight_new(gw, ev);
+  if (f == NULL) {
+    /* Not accepted: the source redelivers it. */
+    natka_event_free(ev);
+    src->vt->settle(src, token, NATKA__SETTLE_NAK, gw->conf->js_nak_delay_ms);
+    return;
+  }
+  f->src = src;
+  f->token = token;
+  if (malformed != NULL) {
+    gw->stats.malformed++;
+    dead_letter(f, NATKA_EMALFORMED, malformed, NULL);
+  } else {
+    natka__flight_dispatch(f);
+  }
+  natka__gateway_update_pressure(gw);
+}
+
+void natka__gateway_count_drop(natka *gw, natka__source *src, const char *why) {
+  if (gw->stats.dropped_overload++ % 1000 == 0)
+    natka__warn(&gw->log, "%s: %s (%" PRId64 " so far)", src->name, why,
+                gw->stats.dropped_overload);
+}
+
+/* Pauses the sources above the high-water marks and resumes them once both
+ * the in-natka__flight count and the producer queue have drained well below. */
+void natka__gateway_update_pressure(natka *gw) {
+  if (gw->sink == NULL)
+    return;
+  int64_t queued = (int64_t)gw->sink->vt->queued(gw->sink);
+  const natka_config *c = gw->conf;
+  if (!gw->paused &&
+      (gw->inflight >= c->max_inflight || queued >= c->kafka_queue_high)) {
+    gw->paused = 1;
+    natka__debug(&gw->log,
+                 "backpressure: pausing sources (%" PRId64
+                 " in natka__flight, %" PRId64 " queued for Kafka)",
+                 gw->inflight, queued);
+    for (size_t i = 0; i < gw->nsources; i++)
+      gw->sources[i]->vt->pause(gw->sources[i]);
+  } else if (gw->paused && gw->inflight <= c->max_inflight * 3 / 4 &&
+             queued <= c->kafka_queue_low) {
+    gw->paused = 0;
+    natka__debug(&gw->log, "backpressure: resuming sources");
+    for (size_t i = 0; i < gw->nsources; i++)
+      gw->sources[i]->vt->resume(gw->sources[i]);
+  }
+}
+
+/* ------------------------------------------------------------ reports */
+
+natka_fate natka_report_fate(const natka_report *r) {
+  return r->fate;
+}
+const natka_event *natka_report_event(const natka_report *r) {
+  return r->ev;
+}
+
+int natka_report_error(const natka_report *r, const char **msg) {
+  if (msg != NULL)
+    *msg = r->err != 0 ? r->msg : NULL;
+  return r->err;
+}
+
+size_t natka_report_count(const natka_report *r) {
+  return r->n;
+}
+
+int natka_report_dest(const natka_report *r, size_t i, const char **topic,
+                      int32_t *partition, int64_t *offset) {
+  if (i >= r->n)
+    return NATKA_EINVAL;
+  if (topic != NULL)
+    *topic = r->dests[i].topic;
+  if (partition != NULL)
+    *partition = r->dests[i].partition;
+  if (offset != NULL)
+    *offset = r->dests[i].offset;
+  return 0;
+}

@@ -47,8 +47,8 @@ void natka__wire_headers_clear(natka__wire_headers *w);
  */
 int natka__event_from_nats(natka_event *ev, const char *subject,
                            const natka__wire_header *hdrs, size_t nhdrs,
-                           const void *data, size_t len,
-                           const char *default_id, char *err, size_t errlen);
+                           const void *data, size_t len, const char *default_id,
+                           char *err, size_t errlen);
 
 /* Headers for a NATS publish of `ev` (ce-*, Nats-Msg-Id, then the event's
  * own headers in order). Returns 0 or NATKA_ENOMEM. */

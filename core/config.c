@@ -128,7 +128,8 @@ static const row schema[] = {
     INT("dedup.window_count", dedup_window_count, 0, "100000", 1, 100000000,
         "idempotency keys remembered (oldest forgotten first)"),
     INT("dedup.window_ms", dedup_window_ms, 0, "600000", 1000,
-        (int64_t)30 * 24 * 3600 * 1000, "how long an idempotency key is "
+        (int64_t)30 * 24 * 3600 * 1000,
+        "how long an idempotency key is "
         "remembered"),
     STR("degrade.subject_prefix", degrade_subject_prefix, F_NONEMPTY,
         "natka.dual",

@@ -29,10 +29,11 @@ int natka__log_init(natka__log *log, natka_log_cb cb, void *data,
   return uv_mutex_init(&log->mu);
 }
 
-void natka__log_destroy(natka__log *log) { uv_mutex_destroy(&log->mu); }
+void natka__log_destroy(natka__log *log) {
+  uv_mutex_destroy(&log->mu);
+}
 
-void natka__logf(natka__log *log, natka_log_level level, const char *fmt,
-                 ...) {
+void natka__logf(natka__log *log, natka_log_level level, const char *fmt, ...) {
   if (log == NULL || level > log->level)
     return;
   char msg[2048];

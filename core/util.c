@@ -39,8 +39,12 @@ static int64_t clock_ns(clockid_t id) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int64_t natka__now_ns(void) { return clock_ns(CLOCK_REALTIME); }
-int64_t natka__mono_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
+int64_t natka__now_ns(void) {
+  return clock_ns(CLOCK_REALTIME);
+}
+int64_t natka__mono_ns(void) {
+  return clock_ns(CLOCK_MONOTONIC);
+}
 
 int natka__uuid7(char out[37]) {
   unsigned char b[16];
@@ -67,9 +71,8 @@ void natka__topic_from_name(const char *name, char *out, size_t outlen) {
   size_t n = 0;
   if (outlen == 0)
     return;
-  for (const char *s = name; s != NULL && *s != '\0' && n + 1 < outlen &&
-                             n < 249;
-       s++) {
+  for (const char *s = name;
+       s != NULL && *s != '\0' && n + 1 < outlen && n < 249; s++) {
     char c = *s;
     int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';

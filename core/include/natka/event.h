@@ -5,14 +5,13 @@
  * Both buses map onto it (CloudEvents binary content mode, see README), and
  * every rule sees it.
  *
- *   id       text, unique per source. natka assigns one when the input has none.
- *   ts       nanoseconds since the Unix epoch; 0 means "not set" (natka sets
- *            it to the time the event was accepted).
- *   key      optional bytes, any content; "no key" differs from "empty key".
- *   kind     text, the CloudEvents type; defaults to the NATS subject.
- *   data     bytes, binary-safe (NUL bytes allowed), may be empty.
- *   headers  an ordered multimap of text names to byte values: a name given
- *            twice stays twice, in the order given.
+ *   id       text, unique per source. natka assigns one when the input has
+ * none. ts       nanoseconds since the Unix epoch; 0 means "not set" (natka
+ * sets it to the time the event was accepted). key      optional bytes, any
+ * content; "no key" differs from "empty key". kind     text, the CloudEvents
+ * type; defaults to the NATS subject. data     bytes, binary-safe (NUL bytes
+ * allowed), may be empty. headers  an ordered multimap of text names to byte
+ * values: a name given twice stays twice, in the order given.
  *
  * Ownership: an event is owned by whoever holds the pointer returned by
  * natka_event_new() until it is passed to a function documented as taking it
@@ -61,8 +60,8 @@ void natka_event_set_ts(natka_event *ev, int64_t ts_ns);
 /* Appends a header; earlier headers of the same name are kept. The name must
  * be non-empty text; the value is bytes (copied). Returns 0, NATKA_EINVAL or
  * NATKA_ENOMEM. */
-int natka_event_add_header(natka_event *ev, const char *name,
-                           const void *value, size_t len);
+int natka_event_add_header(natka_event *ev, const char *name, const void *value,
+                           size_t len);
 
 /* Getters. id and kind return NULL when unset. key returns NULL when there is
  * no key; *len receives the length (len may be NULL). */

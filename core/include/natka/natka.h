@@ -41,10 +41,11 @@ typedef struct natka_report natka_report;
 
 /* What finally happened to an event. */
 typedef enum {
-  NATKA_DELIVERED = 0,   /* every destination confirmed by Kafka */
-  NATKA_DROPPED = 1,     /* a rule returned natka.drop (counted) */
-  NATKA_DEADLETTERED = 2,/* written to the dead-letter topic, with the reason */
-  NATKA_FAILED = 3       /* not delivered; see natka_report_error() */
+  NATKA_DELIVERED = 0, /* every destination confirmed by Kafka */
+  NATKA_DROPPED = 1,   /* a rule returned natka.drop (counted) */
+  NATKA_DEADLETTERED =
+      2,           /* written to the dead-letter topic, with the reason */
+  NATKA_FAILED = 3 /* not delivered; see natka_report_error() */
 } natka_fate;
 
 /* Called once per injected event with its fate. `r` and everything it points

@@ -9,6 +9,7 @@
 
 #include <nats/nats.h>
 
+#include "cmd_rules.h"
 #include "natka/natka.h"
 
 #define EXIT_USAGE 2 /* bad command line, configuration or rules */
@@ -26,6 +27,8 @@ static const char usage_text[] =
     "  check   validate the configuration and load the rules, then exit:\n"
     "          0 when both are good, 2 with the reason otherwise\n"
     "  config  print the configuration reference (every key, its default)\n"
+    "  rules   manage the rules bucket in NATS KV: push, test, status,\n"
+    "          rollback (see 'natka rules --help')\n"
     "\n"
     "Options (run, check):\n"
     "  -c, --config FILE     configuration file: a Lua chunk returning a "
@@ -50,15 +53,17 @@ static int usage_error(const char *fmt, const char *arg) {
   return EXIT_USAGE;
 }
 
-/* Builds the configuration from -c and -s options, in order. */
-static int load_config(int argc, char **argv, natka_config **out) {
+/* Builds the configuration from the -c and -s options in argv[first..argc),
+ * in order; see cmd_rules.h. */
+int natka__cli_load_config(int argc, char **argv, int first,
+                           natka_config **out) {
   char err[1024];
   natka_config *conf = NULL;
   if (natka_config_new(&conf) != 0) {
     fprintf(stderr, "natka: out of memory\n");
     return 1;
   }
-  for (int i = 2; i < argc; i++) {
+  for (int i = first; i < argc; i++) {
     const char *a = argv[i];
     int is_conf = strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0;
     int is_set = strcmp(a, "-s") == 0 || strcmp(a, "--set") == 0;
@@ -100,7 +105,7 @@ static int cmd_run(int argc, char **argv, int check_only) {
   char err[1024];
   natka_config *conf = NULL;
   natka *gw = NULL;
-  int rc = load_config(argc, argv, &conf);
+  int rc = natka__cli_load_config(argc, argv, 2, &conf);
   if (rc != 0)
     return rc;
   rc = natka_new(&gw, conf, NULL, err, sizeof(err));
@@ -150,6 +155,8 @@ int main(int argc, char **argv) {
     printf("natka %s\n", natka_version());
     return 0;
   }
+  if (strcmp(cmd, "rules") == 0)
+    return natka__cmd_rules(argc, argv);
   for (int i = 2; i < argc; i++)
     if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
       fputs(usage_text, stdout);

@@ -131,6 +131,9 @@ static const row schema[] = {
         (int64_t)30 * 24 * 3600 * 1000,
         "how long an idempotency key is "
         "remembered"),
+    STR("dedup.shared_bucket", dedup_shared_bucket, F_BUCKET, "",
+        "KV bucket shared by several natka processes to dedup against each "
+        "other (keys expire after dedup.window_ms); \"\": this process only"),
     STR("degrade.subject_prefix", degrade_subject_prefix, F_NONEMPTY,
         "natka.dual",
         "NATS subject prefix of dual writes: <prefix>.<kind>, unless the "

@@ -62,6 +62,7 @@ struct natka_config {
   char *switches_bucket; /* "": no switches */
   int64_t dedup_window_count;
   int64_t dedup_window_ms;
+  char *dedup_shared_bucket; /* "": local window only */
   char *degrade_subject_prefix;
   int64_t rules_instr_budget;
   int64_t rules_memory_mb;

@@ -53,7 +53,8 @@ static void finish(natka__flight *f, natka_fate fate, natka__settle how) {
     gw->stats.deadlettered++;
     break;
   case NATKA_FAILED:
-    gw->stats.failed++;
+    if (f->err != NATKA_EHELD) /* held on purpose: counted in `held` */
+      gw->stats.failed++;
     break;
   }
   if (f->src != NULL) {
@@ -70,8 +71,11 @@ static void finish(natka__flight *f, natka_fate fate, natka__settle how) {
     f->cb(gw, &r, f->cb_data);
   }
   /* Not delivered: its redelivery must not count as a duplicate. */
-  if (fate == NATKA_FAILED && f->dedup_key != NULL)
+  if (fate == NATKA_FAILED && f->dedup_key != NULL) {
     natka__dedup_remove(gw->dedup, f->dedup_key, f->dedup_len);
+    if (gw->claims != NULL)
+      natka__claims_release(gw->claims, f->dedup_key, f->dedup_len);
+  }
   gw->inflight--;
   flight_free(f);
   natka__gateway_update_pressure(gw);
@@ -195,7 +199,8 @@ static void dead_letter(natka__flight *f, int err, const char *reason,
 
 /* Decides where f goes and sends it there. */
 /* The dedup stage: 1 when f was finished here (a duplicate, or dead-lettered
- * because its dedup rule failed), 0 to go on. */
+ * because its dedup rule failed), 2 when it waits for the shared window's
+ * answer, 0 to go on. */
 static int dedup_stage(natka__flight *f) {
   natka *gw = f->gw;
   char err[1024], *key = NULL, *rule = NULL;
@@ -222,12 +227,14 @@ static int dedup_stage(natka__flight *f) {
     finish(f, NATKA_DROPPED, NATKA__SETTLE_ACK);
     return 1;
   }
-  if (rc == 0) {
-    f->dedup_key = key;
-    f->dedup_len = len;
-  } else {
+  if (rc != 0) {
     free(key); /* out of memory: deliver without dedup rather than lose it */
+    return 0;
   }
+  f->dedup_key = key;
+  f->dedup_len = len;
+  if (gw->claims != NULL && natka__claims_ask(gw->claims, key, len, f) == 0)
+    return 2; /* natka__flight_on_claim() goes on */
   return 0;
 }
 
@@ -289,11 +296,11 @@ static void dual_subject(natka *gw, const natka__flight *f,
  * drop, or forward / dual write), route — then one send per destination.
  * Every stage that fails dead-letters f with its reason.
  */
+static void dispatch_rest(natka__flight *f);
+
 void natka__flight_dispatch(natka__flight *f) {
   natka *gw = f->gw;
-  natka__route route = {0};
-  natka__degrade d = {0};
-  char err[1024], subject[512];
+  char err[1024];
 
   size_t size = natka__event_wire_size(f->ev);
   if (size > (size_t)gw->conf->max_event_bytes) {
@@ -304,7 +311,33 @@ void natka__flight_dispatch(natka__flight *f) {
     dead_letter(f, NATKA_ETOOBIG, err, NULL);
     return;
   }
-  if (dedup_stage(f) || degrade_stage(f, &d)) {
+  if (dedup_stage(f) == 0)
+    dispatch_rest(f);
+}
+
+/* The shared dedup window answered for f (see dedup_shared.h). */
+void natka__flight_on_claim(void *opaque, natka__claim_result result) {
+  natka__flight *f = opaque;
+  natka *gw = f->gw;
+  if (result == NATKA__CLAIM_DUPLICATE) {
+    gw->stats.deduplicated++;
+    finish(f, NATKA_DROPPED, NATKA__SETTLE_ACK);
+  } else if (result == NATKA__CLAIM_ERROR || gw->state >= GW_CLOSING) {
+    note_failure(f, NATKA_ENATS, "the shared dedup window did not answer", 1);
+    finish(f, NATKA_FAILED, NATKA__SETTLE_NAK);
+  } else {
+    dispatch_rest(f);
+  }
+}
+
+/* degrade, route and the sends, once dedup has let f through. */
+static void dispatch_rest(natka__flight *f) {
+  natka *gw = f->gw;
+  natka__route route = {0};
+  natka__degrade d = {0};
+  char err[1024], subject[512];
+
+  if (degrade_stage(f, &d)) {
     natka__degrade_clear(&d);
     return;
   }

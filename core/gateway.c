@@ -37,6 +37,17 @@ void *natka_get_data(const natka *gw) {
   return gw->data;
 }
 
+const char *const *natka__gateway_stat_names(size_t *n) {
+  static const char *const names[] = {
+#define STAT_NAME(name) #name,
+      STATS_MAP(STAT_NAME)
+#undef STAT_NAME
+          "rules_revision",
+      "inflight", "kafka_queued"};
+  *n = sizeof(names) / sizeof(*names);
+  return names;
+}
+
 int64_t natka_stat(const natka *gw, const char *name) {
 #define STAT_GET(n)                                                            \
   if (strcmp(name, #n) == 0)                                                   \
@@ -61,7 +72,7 @@ static int kv_mode(const natka_config *c) {
  * connection to go out on). */
 static int uses_nats(const natka_config *c) {
   return c->js_enabled || c->nats_subjects.n > 0 || kv_mode(c) ||
-         c->switches_bucket[0] != '\0';
+         c->switches_bucket[0] != '\0' || c->dedup_shared_bucket[0] != '\0';
 }
 
 int natka_new(natka **out, natka_config *conf, uv_loop_t *loop, char *errbuf,
@@ -232,6 +243,13 @@ int natka_start(natka *gw) {
                                   err, sizeof(err))) != 0)
       goto fail;
   }
+  if (gw->conf->dedup_shared_bucket[0] != '\0') {
+    if ((rc = natka__claims_new(&gw->claims, gw, natka__flight_on_claim, err,
+                                sizeof(err))) != 0 ||
+        (rc = natka__claims_start(gw->claims)) != 0)
+      goto fail;
+    gw->claims_open = 1;
+  }
   if (gw->conf->switches_bucket[0] != '\0') {
     if ((rc = natka__switches_new(&gw->switches, gw, err, sizeof(err))) != 0 ||
         (rc = natka__switches_start(gw->switches)) != 0)
@@ -274,8 +292,8 @@ static void on_stop_done(natka *gw) {
 
 static void maybe_closed(natka *gw) {
   if (gw->state == GW_CLOSING && gw->sources_open == 0 && !gw->sink_open &&
-      !gw->reload_open && !gw->switches_open && !gw->drain_timer_open &&
-      gw->signals_open == 0)
+      !gw->reload_open && !gw->switches_open && !gw->claims_open &&
+      !gw->drain_timer_open && gw->signals_open == 0)
     on_stop_done(gw);
 }
 
@@ -306,6 +324,13 @@ static void on_handle_closed(uv_handle_t *h) {
     gw->drain_timer_open = 0;
   else
     gw->signals_open--;
+  maybe_closed(gw);
+}
+
+static void on_claims_closed(void *data) {
+  natka *gw = data;
+  gw->claims = NULL;
+  gw->claims_open = 0;
   maybe_closed(gw);
 }
 
@@ -346,6 +371,8 @@ static void close_all(natka *gw, int status) {
     natka__reload_close(gw->reload, on_reload_closed, gw);
   if (gw->switches_open)
     natka__switches_close(gw->switches, on_switches_closed, gw);
+  if (gw->claims_open)
+    natka__claims_close(gw->claims, on_claims_closed, gw);
   if (gw->sink != NULL) {
     gw->sink->vt->close(gw->sink, on_sink_closed);
   } else {

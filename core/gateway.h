@@ -26,6 +26,9 @@ void natka__gateway_accept(natka *gw, natka__source *src, natka_event *ev,
  * caller frees; starts the sources when this is the first set. */
 natka__rules *natka__gateway_swap_rules(natka *gw, natka__rules *rules,
                                         uint64_t revision);
+/* Every name natka_stat() knows, for reports that list them all. */
+const char *const *natka__gateway_stat_names(size_t *n);
+
 /* The switches changed: hand them to the active rules. */
 void natka__gateway_switches_changed(natka *gw);
 

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "dedup.h"
+#include "dedup_shared.h"
 #include "gateway.h"
 #include "reload.h"
 #include "rules.h"
@@ -99,6 +100,8 @@ struct natka {
   natka__switches *switches;
   int switches_open;
   natka__dedup *dedup;
+  natka__claims *claims; /* shared dedup window; NULL when off */
+  int claims_open;
   int sink_ready;
   int sources_started;
   natka__source *sources[2];
@@ -123,6 +126,7 @@ struct natka {
 /* flight.c */
 natka__flight *natka__flight_new(natka *gw, natka_event *ev);
 void natka__flight_dispatch(natka__flight *f);
+void natka__flight_on_claim(void *opaque, natka__claim_result result);
 void natka__flight_on_delivery(natka__sink *sink, void *opaque,
                                const natka__delivery *d);
 void natka__gateway_update_pressure(natka *gw);

@@ -107,10 +107,6 @@ static void on_bucket(natka__kv_mirror *m, const natka__kv_entry *e, size_t n,
 }
 
 static cJSON *status_json(natka__reload *rl) {
-  static const char *const stats[] = {
-      "events_in",      "delivered", "dropped",     "deadlettered",
-      "failed",         "nacked",    "rule_errors", "rules_reloads",
-      "rules_rejected", "inflight"};
   char when[48];
   cJSON *j = cJSON_CreateObject();
   cJSON *mods = cJSON_AddArrayToObject(j, "modules");
@@ -135,7 +131,9 @@ static cJSON *status_json(natka__reload *rl) {
     cJSON_AddNullToObject(j, "last_rejection");
   }
   st = cJSON_AddObjectToObject(j, "stats");
-  for (size_t i = 0; st != NULL && i < sizeof(stats) / sizeof(*stats); i++)
+  size_t nstats;
+  const char *const *stats = natka__gateway_stat_names(&nstats);
+  for (size_t i = 0; st != NULL && i < nstats; i++)
     cJSON_AddNumberToObject(st, stats[i], (double)natka_stat(rl->gw, stats[i]));
   natka__rfc3339_format(natka__now_ns(), when);
   cJSON_AddStringToObject(j, "updated", when);

@@ -505,3 +505,119 @@ void it_js_wait_settled(it_test *t, it_js *j, const char *stream,
     it_sleep_ms(200);
   }
 }
+
+/* ---------------------------------------------------------------- KV */
+
+kvStore *it_kv_open(it_test *t, it_js *j, const char *bucket, int history) {
+  kvStore *kv = NULL;
+  natsStatus st = js_KeyValue(&kv, j->js, bucket);
+  if (st == NATS_NOT_FOUND) {
+    kvConfig kc;
+    kvConfig_Init(&kc);
+    kc.Bucket = bucket;
+    kc.History = (uint8_t)history;
+    st = js_CreateKeyValue(&kv, j->js, &kc);
+  }
+  if (st != NATS_OK)
+    IT_FAIL(t, "KV bucket %s: %s", bucket, natsStatus_GetText(st));
+  return kv;
+}
+
+uint64_t it_kv_put(it_test *t, kvStore *kv, const char *key,
+                   const char *value) {
+  uint64_t rev = 0;
+  natsStatus st = kvStore_PutString(&rev, kv, key, value);
+  if (st != NATS_OK)
+    IT_FAIL(t, "KV put %s/%s: %s", kvStore_Bucket(kv), key,
+            natsStatus_GetText(st));
+  return rev;
+}
+
+void it_kv_delete(it_test *t, kvStore *kv, const char *key) {
+  natsStatus st = kvStore_Delete(kv, key);
+  if (st != NATS_OK)
+    IT_FAIL(t, "KV delete %s/%s: %s", kvStore_Bucket(kv), key,
+            natsStatus_GetText(st));
+}
+
+char *it_kv_get(it_test *t, kvStore *kv, const char *key) {
+  kvEntry *e = NULL;
+  natsStatus st = kvStore_Get(&e, kv, key);
+  if (st == NATS_NOT_FOUND)
+    return NULL;
+  if (st != NATS_OK)
+    IT_FAIL(t, "KV get %s/%s: %s", kvStore_Bucket(kv), key,
+            natsStatus_GetText(st));
+  int len = kvEntry_ValueLen(e);
+  char *s = malloc((size_t)len + 1);
+  if (s == NULL)
+    IT_FAIL(t, "out of memory");
+  memcpy(s, kvEntry_Value(e), (size_t)len);
+  s[len] = '\0';
+  kvEntry_Destroy(e);
+  return s;
+}
+
+void it_status_key(char *out, size_t len, const char *name) {
+  char host[128] = "host";
+  gethostname(host, sizeof(host) - 1);
+  host[sizeof(host) - 1] = '\0';
+  snprintf(out, len, "%s-%s", host, name);
+  for (char *p = out; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+          (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+      *p = '_';
+}
+
+/* ------------------------------------------------------------ JSON status */
+
+static const cJSON *json_at(const cJSON *j, const char *path) {
+  char name[128];
+  while (j != NULL && *path != '\0') {
+    size_t n = strcspn(path, ".");
+    snprintf(name, sizeof(name), "%.*s", (int)n, path);
+    j = cJSON_GetObjectItemCaseSensitive(j, name);
+    path += n + (path[n] == '.');
+  }
+  return j;
+}
+
+double it_json_num(const cJSON *j, const char *path) {
+  const cJSON *v = json_at(j, path);
+  return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+const char *it_json_str(const cJSON *j, const char *path) {
+  return cJSON_GetStringValue(json_at(j, path));
+}
+
+cJSON *it_json_wait(it_test *t, natsSubscription *sub,
+                    int (*match)(const cJSON *j, const void *arg),
+                    const void *arg, int64_t timeout_ms) {
+  int64_t deadline = it_now_ms() + timeout_ms;
+  char *last = NULL;
+  for (int64_t left = timeout_ms; left > 0; left = deadline - it_now_ms()) {
+    natsMsg *m = NULL;
+    natsStatus st = natsSubscription_NextMsg(&m, sub, left);
+    if (st == NATS_TIMEOUT)
+      break;
+    if (st != NATS_OK)
+      IT_FAIL(t, "reading %s: %s", natsSubscription_GetSubject(sub),
+              natsStatus_GetText(st));
+    free(last);
+    last = strndup(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+    natsMsg_Destroy(m);
+    cJSON *j = last != NULL ? cJSON_Parse(last) : NULL;
+    if (j == NULL)
+      IT_FAIL(t, "not JSON on %s: %s", natsSubscription_GetSubject(sub),
+              last ? last : "(out of memory)");
+    if (match(j, arg)) {
+      free(last);
+      return j;
+    }
+    cJSON_Delete(j);
+  }
+  IT_FAIL(t, "nothing matching on %s within %lld ms; last: %s",
+          natsSubscription_GetSubject(sub), (long long)timeout_ms,
+          last ? last : "(none)");
+}

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include <cjson/cJSON.h>
 #include <nats/nats.h>
 
 /* A child process with its output in a file. */
@@ -238,5 +239,55 @@ const it_header *it_record_header(const it_record *r, const char *name,
                                   size_t nth);
 /* Its value as a string, or NULL when absent. */
 const char *it_record_hstr(const it_record *r, const char *name);
+
+/* ---------------------------------------------------------------- KV */
+
+/* Opens a KV bucket, creating it with `history` values per key when it does
+ * not exist. Destroy it with kvStore_Destroy(). */
+kvStore *it_kv_open(it_test *t, it_js *j, const char *bucket, int history);
+/* Puts value under key; returns the revision of the put. */
+uint64_t it_kv_put(it_test *t, kvStore *kv, const char *key, const char *value);
+/* Deletes key (a delete marker: watchers see it go). */
+void it_kv_delete(it_test *t, kvStore *kv, const char *key);
+/* The value under key as a NUL-terminated heap string (free it), or NULL
+ * when the key does not exist or was deleted. */
+char *it_kv_get(it_test *t, kvStore *kv, const char *key);
+/* natka's status key for nats.name = name: "<hostname>-<name>", each with
+ * the characters outside [A-Za-z0-9_-] replaced by '_'. */
+void it_status_key(char *out, size_t len, const char *name);
+
+/* ----------------------------------------------------------- Kafka tail */
+
+/* Creates topics with `partitions` partitions each (ones that exist already
+ * are kept) and waits until the broker lists them. */
+void it_kafka_create_topics(it_test *t, const char *const *topics,
+                            size_t ntopics, int partitions);
+
+/* A reader left open between reads: it assigns every partition of its
+ * topics from the beginning once (waiting up to timeout_ms for them to
+ * exist), then each poll goes on where the last one stopped. */
+typedef struct it_kafka_tail it_kafka_tail;
+
+it_kafka_tail *it_kafka_tail_open(it_test *t, const char *const *topics,
+                                  size_t ntopics, int64_t timeout_ms);
+/* Reads for up to timeout_ms, calling cb (when not NULL) on each record;
+ * returns as soon as cb returns nonzero (no linger). Returns the number of
+ * records read by this call. */
+size_t it_kafka_tail_poll(it_test *t, it_kafka_tail *k, int64_t timeout_ms,
+                          it_record_cb cb, void *data);
+void it_kafka_tail_close(it_kafka_tail *k);
+
+/* ------------------------------------------------------------ JSON status */
+
+/* A member of a JSON object by dotted path ("stats.rules_rejected"): a
+ * number (or -1 when absent or not a number), a string (or NULL). */
+double it_json_num(const cJSON *j, const char *path);
+const char *it_json_str(const cJSON *j, const char *path);
+/* The next JSON message on sub for which match(json, arg) is nonzero
+ * (messages before it are skipped); fails after timeout_ms showing the last
+ * message seen. cJSON_Delete() the result. */
+cJSON *it_json_wait(it_test *t, natsSubscription *sub,
+                    int (*match)(const cJSON *j, const void *arg),
+                    const void *arg, int64_t timeout_ms);
 
 #endif

@@ -187,3 +187,94 @@ const char *it_record_hstr(const it_record *r, const char *name) {
   const it_header *h = it_record_header(r, name, 0);
   return h != NULL ? h->value : NULL;
 }
+
+/* ---------------------------------------------------------------- tail */
+
+struct it_kafka_tail {
+  rd_kafka_t *rk;
+};
+
+void it_kafka_create_topics(it_test *t, const char *const *topics,
+                            size_t ntopics, int partitions) {
+  char why[512];
+  rd_kafka_conf_t *kc = rd_kafka_conf_new();
+  if (rd_kafka_conf_set(kc, "bootstrap.servers", t->kafka_brokers, why,
+                        sizeof(why)) != RD_KAFKA_CONF_OK)
+    IT_FAIL(t, "admin config: %s", why);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, why, sizeof(why));
+  if (rk == NULL)
+    IT_FAIL(t, "cannot create the Kafka admin client: %s", why);
+  rd_kafka_NewTopic_t **nt = calloc(ntopics, sizeof(*nt));
+  IT_CHECK(t, nt != NULL);
+  for (size_t i = 0; i < ntopics; i++)
+    if ((nt[i] = rd_kafka_NewTopic_new(topics[i], partitions, 1, why,
+                                       sizeof(why))) == NULL)
+      IT_FAIL(t, "topic %s: %s", topics[i], why);
+  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+  rd_kafka_CreateTopics(rk, nt, ntopics, NULL, q);
+  rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+  const rd_kafka_CreateTopics_result_t *res =
+      ev != NULL ? rd_kafka_event_CreateTopics_result(ev) : NULL;
+  if (res == NULL)
+    IT_FAIL(t, "CreateTopics: %s",
+            ev != NULL ? rd_kafka_event_error_string(ev) : "no answer");
+  size_t n = 0;
+  const rd_kafka_topic_result_t **tr =
+      rd_kafka_CreateTopics_result_topics(res, &n);
+  for (size_t i = 0; i < n; i++) {
+    rd_kafka_resp_err_t err = rd_kafka_topic_result_error(tr[i]);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR &&
+        err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+      IT_FAIL(t, "creating topic %s: %s", rd_kafka_topic_result_name(tr[i]),
+              rd_kafka_topic_result_error_string(tr[i]));
+  }
+  rd_kafka_event_destroy(ev);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_NewTopic_destroy_array(nt, ntopics);
+  free(nt);
+  rd_kafka_destroy(rk);
+}
+
+it_kafka_tail *it_kafka_tail_open(it_test *t, const char *const *topics,
+                                  size_t ntopics, int64_t timeout_ms) {
+  it_kafka_tail *k = calloc(1, sizeof(*k));
+  IT_CHECK(t, k != NULL);
+  k->rk = reader_new(t);
+  assign_all(t, k->rk, topics, ntopics, it_now_ms() + timeout_ms);
+  return k;
+}
+
+size_t it_kafka_tail_poll(it_test *t, it_kafka_tail *k, int64_t timeout_ms,
+                          it_record_cb cb, void *data) {
+  int64_t deadline = it_now_ms() + timeout_ms;
+  size_t count = 0;
+  do {
+    int64_t left = deadline - it_now_ms();
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(
+        k->rk, left < 100 ? (int)(left > 0 ? left : 0) : 100);
+    if (m == NULL)
+      continue;
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      fprintf(stderr, "kafka reader: %s\n", rd_kafka_message_errstr(m));
+      rd_kafka_message_destroy(m);
+      continue;
+    }
+    it_record r;
+    record_fill(&r, m);
+    rd_kafka_message_destroy(m);
+    count++;
+    int enough = cb != NULL && cb(t, &r, data);
+    record_clear(&r);
+    if (enough)
+      break;
+  } while (it_now_ms() < deadline);
+  return count;
+}
+
+void it_kafka_tail_close(it_kafka_tail *k) {
+  if (k == NULL)
+    return;
+  rd_kafka_consumer_close(k->rk);
+  rd_kafka_destroy(k->rk);
+  free(k);
+}

@@ -230,8 +230,10 @@ static const char *const unsafe_names[] = {
     "dofile", "loadfile", "load", "require", "collectgarbage", "warn", NULL};
 
 static const luaL_Reg prelude_funcs[] = {
-    {"now_ms", now_ms},       {"print", sb_print},   {"spent", spent},
-    {"switch", switch_value}, {"event", test_event}, {NULL, NULL},
+    {"now_ms", now_ms},    {"print", sb_print},
+    {"spent", spent},      {"switch", switch_value},
+    {"event", test_event}, {"mask_json", natka__rules_mask_json},
+    {NULL, NULL},
 };
 
 /*

@@ -104,8 +104,8 @@ static int to_headers(lua_State *L, answer *c, int idx, natka__dest *d,
   return 0;
 }
 
-static const char *const dest_fields[] = {"topic", "key", "partition",
-                                          "headers", NULL};
+static const char *const dest_fields[] = {"topic",   "key",  "partition",
+                                          "headers", "data", NULL};
 
 /* The topic string at idx into d. */
 static int set_topic(lua_State *L, answer *c, int idx, natka__dest *d,
@@ -119,7 +119,7 @@ static int set_topic(lua_State *L, answer *c, int idx, natka__dest *d,
   return d->topic != NULL ? 0 : nomem(c);
 }
 
-/* The fields of a destination table, pushed at f .. f+3 in dest_fields'
+/* The fields of a destination table, pushed at f .. f+4 in dest_fields'
  * order. Stack: unchanged */
 static int dest_from_fields(lua_State *L, answer *c, int f, natka__dest *d,
                             const char *at) {
@@ -146,6 +146,14 @@ static int dest_from_fields(lua_State *L, answer *c, int f, natka__dest *d,
                                   : lua_typename(L, t));
     d->partition = (int32_t)p;
   }
+  if ((t = lua_type(L, f + 4)) == LUA_TSTRING) {
+    const char *data = lua_tolstring(L, f + 4, &len);
+    d->has_data = 1;
+    d->data_len = len;
+    if ((d->data = natka__memdup(data, len)) == NULL)
+      return nomem(c);
+  } else if (t != LUA_TNIL)
+    return bad(c, "%s'data' must be a string, got %s", at, lua_typename(L, t));
   if ((t = lua_type(L, f + 3)) == LUA_TTABLE)
     return to_headers(L, c, f + 3, d, at);
   if (t != LUA_TNIL)
@@ -175,15 +183,16 @@ static int to_dest(lua_State *L, answer *c, int idx, natka__dest *d,
       known = strcmp(k, dest_fields[i]) == 0;
     if (!known) {
       bad(c, "%sunknown field '%s' in a destination (%s)", at,
-          *k ? k : luaL_typename(L, -2), "topic, key, partition, headers");
+          *k ? k : luaL_typename(L, -2),
+          "topic, key, partition, headers, data");
       lua_pop(L, 2);
       return -1;
     }
   }
   for (int i = 0; dest_fields[i] != NULL; i++)
-    raw_field(L, idx, dest_fields[i]); /* [..., topic, key, part, hdrs] */
-  int rc = dest_from_fields(L, c, lua_gettop(L) - 3, d, at);
-  lua_pop(L, 4);
+    raw_field(L, idx, dest_fields[i]); /* [..., topic .. data] */
+  int rc = dest_from_fields(L, c, lua_gettop(L) - 4, d, at);
+  lua_pop(L, 5);
   return rc;
 }
 
@@ -260,6 +269,7 @@ void natka__route_clear_dests(natka__route *out) {
     free(d->hdrs);
     free(d->topic);
     free(d->key);
+    free(d->data);
   }
   free(out->dests);
   out->dests = NULL;
@@ -287,6 +297,10 @@ static void push_dest(lua_State *L, const natka__dest *d) {
   if (d->partition >= 0) {
     lua_pushinteger(L, d->partition);
     lua_setfield(L, -2, "partition");
+  }
+  if (d->has_data) {
+    lua_pushlstring(L, d->data, d->data_len);
+    lua_setfield(L, -2, "data");
   }
   lua_createtable(L, (int)d->nhdrs, 0);
   for (size_t j = 0; j < d->nhdrs; j++) {

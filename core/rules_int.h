@@ -136,4 +136,7 @@ int natka__rules_failure(natka__rules *r, char *err, size_t errlen,
                          const char *what, const char *name, int st,
                          const char *msg, int killed, int64_t budget);
 
+/* natka.mask_json(data, fields [, mask]) (rules_json.c). */
+int natka__rules_mask_json(lua_State *L);
+
 #endif

@@ -240,15 +240,18 @@ static int ks_send(natka__sink *sink, const natka_event *ev,
                                    : ev->key_len;
   int64_t ts_ms = ev->ts / 1000000;
   /* A non-NULL pointer keeps empty data an empty value, not a tombstone. */
-  const char *data = ev->data != NULL ? ev->data : "";
+  const char *data = dest->has_data     ? dest->data
+                     : ev->data != NULL ? ev->data
+                                        : "";
+  size_t data_len = dest->has_data ? dest->data_len : ev->data_len;
   rd_kafka_resp_err_t err = rd_kafka_producev(
       ks->rk, RD_KAFKA_V_TOPIC(dest->topic),
       RD_KAFKA_V_PARTITION(dest->partition >= 0 ? dest->partition
                                                 : RD_KAFKA_PARTITION_UA),
       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-      RD_KAFKA_V_VALUE((void *)data, ev->data_len),
-      RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_TIMESTAMP(ts_ms),
-      RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+      RD_KAFKA_V_VALUE((void *)data, data_len), RD_KAFKA_V_KEY(key, key_len),
+      RD_KAFKA_V_TIMESTAMP(ts_ms), RD_KAFKA_V_HEADERS(hdrs),
+      RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     rd_kafka_headers_destroy(hdrs); /* still ours when produce fails */
     return err == RD_KAFKA_RESP_ERR__QUEUE_FULL ? NATKA_EBUSY : NATKA_EKAFKA;

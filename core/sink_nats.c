@@ -56,8 +56,9 @@ static int ns_send(natka__sink *sink, const natka_event *ev,
   int rc = natka__event_to_nats(ev, ns->conf->event_source, &wh);
   if (rc != 0)
     return rc;
-  natsStatus st =
-      natsMsg_Create(&msg, dest->topic, NULL, ev->data, (int)ev->data_len);
+  natsStatus st = natsMsg_Create(
+      &msg, dest->topic, NULL, dest->has_data ? dest->data : ev->data,
+      (int)(dest->has_data ? dest->data_len : ev->data_len));
   /* NATS header values are text: extra headers come from natka itself. */
   for (size_t i = 0; st == NATS_OK && i < wh.n; i++)
     st = natsMsgHeader_Add(msg, wh.h[i].name, wh.h[i].value);

@@ -12,6 +12,10 @@
 --     natka.hash(s [, n])    FNV-1a 32-bit of the bytes of s, a non-negative
 --                            integer; with n, hash % n (a bucket in [0, n))
 --     natka.now_ms()         wall-clock time in ms since the Unix epoch
+--     natka.mask_json(data, fields [, mask])
+--                            data (JSON text) with the value of every member
+--                            named in `fields`, at any depth, replaced by
+--                            mask (default "***")
 --     natka.header(ev, name) first value of a header (ev:header(name))
 --     natka.switch(name)     the current value of a switch (a string), or nil
 --     natka.version          natka's version string
@@ -76,6 +80,7 @@ end
 natka.now_ms = core.now_ms
 natka.version = core.version
 natka.switch = core.switch
+natka.mask_json = core.mask_json
 
 function natka.header(ev, name)
   return ev:header(name)

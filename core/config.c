@@ -64,6 +64,17 @@ static const row schema[] = {
     LIST("nats.subjects", nats_subjects, F_NONEMPTY, "",
          "core NATS subjects consumed at-most-once (no acks)"),
 
+    LIST("ingress.subjects", ingress_subjects, F_NONEMPTY, "",
+         "subjects taking NATS requests: each event is stored in JetStream, "
+         "then answered with a receipt (id, stream, seq) or an error"),
+    STR("ingress.queue", ingress_queue, F_NONEMPTY, "natka",
+        "queue group of the ingress subscriptions (natka processes share the "
+        "requests)"),
+    STR("ingress.stream_prefix", ingress_stream_prefix, F_NONEMPTY,
+        "events.ingress",
+        "requests are stored on <prefix>.<request subject>, which the "
+        "consumed stream must capture"),
+
     BOOL("jetstream.enabled", js_enabled, "true",
          "consume from a JetStream durable pull consumer"),
     STR("jetstream.stream", js_stream, F_NONEMPTY | F_JSNAME, "EVENTS",

@@ -31,6 +31,11 @@ struct natka_config {
   int64_t nats_reconnect_wait_ms;
   natka__strlist nats_subjects; /* core NATS source, at-most-once */
 
+  /* ingress.* */
+  natka__strlist ingress_subjects;
+  char *ingress_queue;
+  char *ingress_stream_prefix;
+
   /* jetstream.* */
   int js_enabled;
   char *js_stream;

@@ -43,7 +43,7 @@ const char *const *natka__gateway_stat_names(size_t *n) {
       STATS_MAP(STAT_NAME)
 #undef STAT_NAME
           "rules_revision",
-      "inflight", "kafka_queued"};
+      "ingress_accepted", "ingress_refused", "inflight", "kafka_queued"};
   *n = sizeof(names) / sizeof(*names);
   return names;
 }
@@ -54,6 +54,10 @@ int64_t natka_stat(const natka *gw, const char *name) {
     return gw->stats.n;
   STATS_MAP(STAT_GET)
 #undef STAT_GET
+  if (strcmp(name, "ingress_accepted") == 0)
+    return natka__ingress_stat(gw->ingress, 0);
+  if (strcmp(name, "ingress_refused") == 0)
+    return natka__ingress_stat(gw->ingress, 1);
   if (strcmp(name, "rules_revision") == 0)
     return (int64_t)gw->rules_revision;
   if (strcmp(name, "inflight") == 0)
@@ -72,7 +76,8 @@ static int kv_mode(const natka_config *c) {
  * connection to go out on). */
 static int uses_nats(const natka_config *c) {
   return c->js_enabled || c->nats_subjects.n > 0 || kv_mode(c) ||
-         c->switches_bucket[0] != '\0' || c->dedup_shared_bucket[0] != '\0';
+         c->ingress_subjects.n > 0 || c->switches_bucket[0] != '\0' ||
+         c->dedup_shared_bucket[0] != '\0';
 }
 
 int natka_new(natka **out, natka_config *conf, uv_loop_t *loop, char *errbuf,
@@ -241,6 +246,11 @@ int natka_start(natka *gw) {
     if ((rc =
              natka__sink_nats_new(&gw->nats_sink, gw, natka__flight_on_delivery,
                                   err, sizeof(err))) != 0)
+      goto fail;
+  }
+  if (gw->conf->ingress_subjects.n > 0) {
+    if ((rc = natka__ingress_new(&gw->ingress, gw, err, sizeof(err))) != 0 ||
+        (rc = natka__ingress_start(gw->ingress)) != 0)
       goto fail;
   }
   if (gw->conf->dedup_shared_bucket[0] != '\0') {
@@ -414,6 +424,8 @@ int natka_stop(natka *gw, natka_stop_cb cb, void *data) {
     return 0;
   }
   gw->state = GW_STOPPING;
+  if (gw->ingress != NULL)
+    natka__ingress_stop(gw->ingress);
   natka__info(&gw->log,
               "stopping: no more fetching; waiting for %" PRId64
               " event(s) in natka__flight",
@@ -460,6 +472,7 @@ void natka_free(natka *gw) {
     return;
   natka__rules_free(gw->rules);
   natka__dedup_free(gw->dedup);
+  natka__ingress_free(gw->ingress);
   if (gw->nats_sink != NULL)
     gw->nats_sink->vt->free(gw->nats_sink);
   if (gw->owns_loop)

@@ -11,6 +11,7 @@
 #include "dedup.h"
 #include "dedup_shared.h"
 #include "gateway.h"
+#include "ingress.h"
 #include "reload.h"
 #include "rules.h"
 #include "switches.h"
@@ -100,7 +101,8 @@ struct natka {
   natka__switches *switches;
   int switches_open;
   natka__dedup *dedup;
-  natka__claims *claims; /* shared dedup window; NULL when off */
+  natka__claims *claims;   /* shared dedup window; NULL when off */
+  natka__ingress *ingress; /* request-reply ingress; NULL when off */
   int claims_open;
   int sink_ready;
   int sources_started;

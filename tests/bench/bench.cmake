@@ -11,7 +11,8 @@ set(natka_bench_dir ${CMAKE_CURRENT_LIST_DIR})
 add_library(natka_bench_util STATIC ${natka_bench_dir}/bench_util.c)
 target_link_libraries(natka_bench_util PUBLIC natka_static)
 
-set(natka_bench_programs bench_fill bench_raw_js bench_raw_kafka bench_natka)
+set(natka_bench_programs bench_fill bench_raw_js bench_raw_kafka bench_natka
+  bench_reload)
 foreach(p ${natka_bench_programs})
   add_executable(${p} ${natka_bench_dir}/${p}.c)
   target_link_libraries(${p} PRIVATE natka_bench_util)

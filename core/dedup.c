@@ -12,6 +12,7 @@ typedef struct node {
   struct node *older, *newer;
   uint64_t hash;
   int64_t at;
+  int pending; /* its event is still in flight */
   size_t len;
   unsigned char key[];
 } node;
@@ -88,13 +89,14 @@ int natka__dedup_check_add(natka__dedup *d, const void *key, size_t len,
   uint64_t h = hash_key(key, len);
   node **p = slot(d, h, key, len);
   if (*p != NULL)
-    return 1;
+    return (*p)->pending ? 2 : 1;
   node *n = malloc(sizeof(*n) + len);
   if (n == NULL)
     return NATKA_ENOMEM;
   n->chain = NULL;
   n->hash = h;
   n->at = now;
+  n->pending = 1;
   n->len = len;
   memcpy(n->key, key, len);
   *p = n;
@@ -108,6 +110,12 @@ int natka__dedup_check_add(natka__dedup *d, const void *key, size_t len,
   d->count++;
   expire(d, now); /* keeps count <= max */
   return 0;
+}
+
+void natka__dedup_confirm(natka__dedup *d, const void *key, size_t len) {
+  node *n = *slot(d, hash_key(key, len), key, len);
+  if (n != NULL)
+    n->pending = 0;
 }
 
 void natka__dedup_remove(natka__dedup *d, const void *key, size_t len) {

@@ -19,11 +19,16 @@ typedef struct natka__dedup natka__dedup;
 int natka__dedup_new(natka__dedup **out, size_t max_keys, int64_t window_ns);
 void natka__dedup_free(natka__dedup *d);
 
-/* Adds key at time now (ns, monotonic) unless it is already in the window.
- * Returns 1 when it was there (a duplicate; nothing changes), 0 when added,
+/* Adds key, pending, at time now (ns, monotonic) unless it is already in
+ * the window. Returns 0 when added, 1 when it was there and its event was
+ * handled (a duplicate), 2 when it was there and its event is still in
+ * flight (the caller retries later: the first may yet fail), or
  * NATKA_ENOMEM. Expires old keys first. */
 int natka__dedup_check_add(natka__dedup *d, const void *key, size_t len,
                            int64_t now);
+
+/* Marks key handled: later events with it are duplicates. */
+void natka__dedup_confirm(natka__dedup *d, const void *key, size_t len);
 
 /* Forgets key (its event was not delivered). */
 void natka__dedup_remove(natka__dedup *d, const void *key, size_t len);

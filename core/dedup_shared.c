@@ -14,9 +14,14 @@
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 5000
 
+typedef enum { ASK, CONFIRM, RELEASE } req_kind;
+
+/* The value of a claimed key: "p <event id>" while its event is in flight,
+ * "d <event id>" once it was handled. */
 typedef struct req {
   char kvkey[40]; /* "k" + 32 hex digits of XXH3-128 */
-  int release;    /* give the key back instead of claiming it */
+  req_kind kind;
+  char value[260];
   void *opaque;
   natka__claim_result result;
   struct req *next;
@@ -99,18 +104,33 @@ static int open_bucket(natka__claims *c) {
 }
 
 static void serve(natka__claims *c, req *r) {
-  if (r->release) {
+  if (r->kind == RELEASE) {
     kvStore_Delete(c->kv, r->kvkey);
     return;
   }
+  if (r->kind == CONFIRM) {
+    kvStore_PutString(NULL, c->kv, r->kvkey, r->value);
+    return;
+  }
   uint64_t rev = 0;
-  natsStatus st = kvStore_CreateString(&rev, c->kv, r->kvkey, "1");
-  if (st == NATS_OK)
+  natsStatus st = kvStore_CreateString(&rev, c->kv, r->kvkey, r->value);
+  kvEntry *e = NULL;
+  if (st == NATS_OK) {
     r->result = NATKA__CLAIM_TAKEN;
-  else if (st == NATS_ERR) /* the key exists: "wrong last sequence" */
-    r->result = NATKA__CLAIM_DUPLICATE;
-  else
+  } else if (st == NATS_ERR && kvStore_Get(&e, c->kv, r->kvkey) == NATS_OK) {
+    /* NATS_ERR is also what a full stream or a limit gives: only a key
+     * that is really there answers for the event. */
+    const char *v = kvEntry_ValueString(e);
+    if (v != NULL && v[0] == 'd')
+      r->result = NATKA__CLAIM_DUPLICATE;
+    else if (v != NULL && strcmp(v + 1, r->value + 1) == 0)
+      r->result = NATKA__CLAIM_TAKEN; /* this event again: take it over */
+    else
+      r->result = NATKA__CLAIM_PENDING;
+  } else {
     r->result = NATKA__CLAIM_ERROR;
+  }
+  kvEntry_Destroy(e);
 }
 
 static void claims_thread(void *arg) {
@@ -130,7 +150,9 @@ static void claims_thread(void *arg) {
     uv_mutex_unlock(&c->mu);
     if (r == NULL && stopping)
       break;
-    if (open_bucket(c) != 0) {
+    if (stopping && c->kv == NULL) {
+      r->result = NATKA__CLAIM_ERROR; /* no new connection while stopping */
+    } else if (open_bucket(c) != 0) {
       /* Answer rather than wait: the event is nak'ed and comes back. */
       r->result = NATKA__CLAIM_ERROR;
       if (!stopping) {
@@ -143,7 +165,7 @@ static void claims_thread(void *arg) {
       backoff = BACKOFF_MIN_MS;
       serve(c, r);
     }
-    if (r->release) {
+    if (r->kind != ASK) {
       free(r);
       continue;
     }
@@ -252,13 +274,15 @@ int natka__claims_start(natka__claims *c) {
   return 0;
 }
 
-static int enqueue(natka__claims *c, const void *key, size_t len, int release,
-                   void *opaque) {
+static int enqueue(natka__claims *c, const void *key, size_t len, req_kind kind,
+                   const char *id, void *opaque) {
   req *r = calloc(1, sizeof(*r));
   if (r == NULL)
     return NATKA_ENOMEM;
   kv_key(key, len, r->kvkey);
-  r->release = release;
+  r->kind = kind;
+  snprintf(r->value, sizeof(r->value), "%c %s", kind == CONFIRM ? 'd' : 'p',
+           id != NULL ? id : "");
   r->opaque = opaque;
   uv_mutex_lock(&c->mu);
   append(&c->todo_head, &c->todo_tail, r);
@@ -268,12 +292,17 @@ static int enqueue(natka__claims *c, const void *key, size_t len, int release,
 }
 
 int natka__claims_ask(natka__claims *c, const void *key, size_t len,
-                      void *opaque) {
-  return enqueue(c, key, len, 0, opaque);
+                      const char *id, void *opaque) {
+  return enqueue(c, key, len, ASK, id, opaque);
+}
+
+void natka__claims_confirm(natka__claims *c, const void *key, size_t len,
+                           const char *id) {
+  enqueue(c, key, len, CONFIRM, id, NULL);
 }
 
 void natka__claims_release(natka__claims *c, const void *key, size_t len) {
-  enqueue(c, key, len, 1, NULL);
+  enqueue(c, key, len, RELEASE, NULL, NULL);
 }
 
 void natka__claims_close(natka__claims *c, void (*done)(void *data),

@@ -19,9 +19,12 @@
 typedef struct natka__claims natka__claims;
 
 typedef enum {
-  NATKA__CLAIM_TAKEN = 0,     /* the key was free: this event is the first */
-  NATKA__CLAIM_DUPLICATE = 1, /* another event (here or elsewhere) has it */
-  NATKA__CLAIM_ERROR = 2      /* KV did not answer: the caller naks */
+  NATKA__CLAIM_TAKEN = 0,     /* the key was free (or held by this very
+                                 event, redelivered): go on */
+  NATKA__CLAIM_DUPLICATE = 1, /* another event with the key was handled */
+  NATKA__CLAIM_PENDING = 2,   /* another event with the key is in flight:
+                                 the caller naks and asks again later */
+  NATKA__CLAIM_ERROR = 3      /* KV did not answer: the caller naks */
 } natka__claim_result;
 
 /* Called on the loop thread, once per claim, in the order asked. */
@@ -31,10 +34,14 @@ int natka__claims_new(natka__claims **out, natka *gw, natka__claim_cb cb,
                       char *err, size_t errlen);
 int natka__claims_start(natka__claims *c);
 
-/* Asks for key (copied). The answer comes through the callback. Returns 0
- * or NATKA_ENOMEM (then no callback). */
+/* Asks for key on behalf of the event `id` (both copied). The answer comes
+ * through the callback. Returns 0 or NATKA_ENOMEM (then no callback). */
 int natka__claims_ask(natka__claims *c, const void *key, size_t len,
-                      void *opaque);
+                      const char *id, void *opaque);
+
+/* The event `id` holding key was handled: later claims are duplicates. */
+void natka__claims_confirm(natka__claims *c, const void *key, size_t len,
+                           const char *id);
 
 /* Gives a key back (its event was not delivered), best effort. */
 void natka__claims_release(natka__claims *c, const void *key, size_t len);

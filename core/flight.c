@@ -71,10 +71,15 @@ static void finish(natka__flight *f, natka_fate fate, natka__settle how) {
     f->cb(gw, &r, f->cb_data);
   }
   /* Not delivered: its redelivery must not count as a duplicate. */
-  if (fate == NATKA_FAILED && f->dedup_key != NULL) {
+  if (f->dedup_key != NULL && fate == NATKA_FAILED) {
     natka__dedup_remove(gw->dedup, f->dedup_key, f->dedup_len);
     if (gw->claims != NULL)
       natka__claims_release(gw->claims, f->dedup_key, f->dedup_len);
+  } else if (f->dedup_key != NULL) {
+    natka__dedup_confirm(gw->dedup, f->dedup_key, f->dedup_len);
+    if (gw->claims != NULL)
+      natka__claims_confirm(gw->claims, f->dedup_key, f->dedup_len,
+                            natka_event_id(f->ev));
   }
   gw->inflight--;
   flight_free(f);
@@ -217,6 +222,15 @@ static int dedup_stage(natka__flight *f) {
   if (key == NULL)
     return 0;
   rc = natka__dedup_check_add(gw->dedup, key, len, natka__mono_ns());
+  if (rc == 2) {
+    /* The first event with this key is still in flight and may yet fail:
+     * ask again later rather than drop this one. */
+    free(key);
+    note_failure(f, NATKA_EBUSY,
+                 "an event with the same dedup key is still in flight", 1);
+    finish(f, NATKA_FAILED, NATKA__SETTLE_NAK);
+    return 1;
+  }
   if (rc == 1) {
     gw->stats.deduplicated++;
     natka__debug(&gw->log,
@@ -233,7 +247,8 @@ static int dedup_stage(natka__flight *f) {
   }
   f->dedup_key = key;
   f->dedup_len = len;
-  if (gw->claims != NULL && natka__claims_ask(gw->claims, key, len, f) == 0)
+  if (gw->claims != NULL &&
+      natka__claims_ask(gw->claims, key, len, natka_event_id(f->ev), f) == 0)
     return 2; /* natka__flight_on_claim() goes on */
   return 0;
 }
@@ -322,6 +337,15 @@ void natka__flight_on_claim(void *opaque, natka__claim_result result) {
   if (result == NATKA__CLAIM_DUPLICATE) {
     gw->stats.deduplicated++;
     finish(f, NATKA_DROPPED, NATKA__SETTLE_ACK);
+  } else if (result == NATKA__CLAIM_PENDING) {
+    /* Another event holds the shared key: drop only our local mark, not
+     * its claim, and ask again later. */
+    natka__dedup_remove(gw->dedup, f->dedup_key, f->dedup_len);
+    free(f->dedup_key);
+    f->dedup_key = NULL;
+    note_failure(f, NATKA_EBUSY,
+                 "an event with the same dedup key is in flight elsewhere", 1);
+    finish(f, NATKA_FAILED, NATKA__SETTLE_NAK);
   } else if (result == NATKA__CLAIM_ERROR || gw->state >= GW_CLOSING) {
     note_failure(f, NATKA_ENATS, "the shared dedup window did not answer", 1);
     finish(f, NATKA_FAILED, NATKA__SETTLE_NAK);
@@ -395,8 +419,9 @@ natka__flight *natka__flight_new(natka *gw, natka_event *ev) {
 
 void natka__gateway_accept(natka *gw, natka__source *src, natka_event *ev,
                            void *token, const char *malformed) {
-  natka__flight *f = natka__flight_new(gw, ev);
-  if (f == NULL) {
+  natka__flight *f = NULL;
+  /* Closing: the sink may be gone; the source redelivers it later. */
+  if (gw->state >= GW_CLOSING || (f = natka__flight_new(gw, ev)) == NULL) {
     /* Not accepted: the source redelivers it. */
     natka_event_free(ev);
     src->vt->settle(src, token, NATKA__SETTLE_NAK, gw->conf->js_nak_delay_ms);

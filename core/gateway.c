@@ -235,18 +235,20 @@ int natka_start(natka *gw) {
     if ((rc = natka__source_jetstream_new(&src, gw, err, sizeof(err))) != 0)
       goto fail;
     gw->sources[gw->nsources++] = src;
+    gw->sources_open++;
   }
   if (gw->conf->nats_subjects.n > 0) {
     if ((rc = natka__source_nats_new(&src, gw, err, sizeof(err))) != 0)
       goto fail;
     gw->sources[gw->nsources++] = src;
+    gw->sources_open++;
   }
-  gw->sources_open = gw->nsources;
   if (uses_nats(gw->conf)) {
     if ((rc =
              natka__sink_nats_new(&gw->nats_sink, gw, natka__flight_on_delivery,
                                   err, sizeof(err))) != 0)
       goto fail;
+    gw->nats_sink_open = 1;
   }
   if (gw->conf->ingress_subjects.n > 0) {
     if ((rc = natka__ingress_new(&gw->ingress, gw, err, sizeof(err))) != 0 ||
@@ -255,23 +257,26 @@ int natka_start(natka *gw) {
   }
   if (gw->conf->dedup_shared_bucket[0] != '\0') {
     if ((rc = natka__claims_new(&gw->claims, gw, natka__flight_on_claim, err,
-                                sizeof(err))) != 0 ||
-        (rc = natka__claims_start(gw->claims)) != 0)
+                                sizeof(err))) != 0)
       goto fail;
-    gw->claims_open = 1;
+    gw->claims_open = 1; /* from here on, natka_stop() closes it */
+    if ((rc = natka__claims_start(gw->claims)) != 0)
+      goto fail;
   }
   if (gw->conf->switches_bucket[0] != '\0') {
-    if ((rc = natka__switches_new(&gw->switches, gw, err, sizeof(err))) != 0 ||
-        (rc = natka__switches_start(gw->switches)) != 0)
+    if ((rc = natka__switches_new(&gw->switches, gw, err, sizeof(err))) != 0)
       goto fail;
     gw->switches_open = 1;
+    if ((rc = natka__switches_start(gw->switches)) != 0)
+      goto fail;
     share_switches(gw, gw->rules);
   }
   if (kv_mode(gw->conf)) {
-    if ((rc = natka__reload_new(&gw->reload, gw, err, sizeof(err))) != 0 ||
-        (rc = natka__reload_start(gw->reload)) != 0)
+    if ((rc = natka__reload_new(&gw->reload, gw, err, sizeof(err))) != 0)
       goto fail;
     gw->reload_open = 1;
+    if ((rc = natka__reload_start(gw->reload)) != 0)
+      goto fail;
     natka__info(&gw->log, "natka %s started: rules from KV bucket %s, dlq %s",
                 natka_version(), gw->conf->rules_bucket, gw->conf->dlq_topic);
   } else {
@@ -303,7 +308,7 @@ static void on_stop_done(natka *gw) {
 static void maybe_closed(natka *gw) {
   if (gw->state == GW_CLOSING && gw->sources_open == 0 && !gw->sink_open &&
       !gw->reload_open && !gw->switches_open && !gw->claims_open &&
-      !gw->drain_timer_open && gw->signals_open == 0)
+      !gw->nats_sink_open && !gw->drain_timer_open && gw->signals_open == 0)
     on_stop_done(gw);
 }
 
@@ -313,18 +318,29 @@ static void on_source_closed(natka__source *src) {
   maybe_closed(gw);
 }
 
-static void on_sink_closed(natka__sink *sink) {
-  natka *gw = sink->gw;
-  /* Acks for everything the sink confirmed were sent; now the sources may
-   * flush them and go. */
+/* Sources go last: flights may still settle through them until the sink and
+ * the shared dedup window have answered for every one of them. */
+static void maybe_close_sources(natka *gw) {
+  if (gw->sink_open || gw->claims_open || gw->nats_sink_open)
+    return;
   for (size_t i = 0; i < gw->nsources; i++)
     gw->sources[i]->vt->close(gw->sources[i], on_source_closed);
   gw->nsources = 0;
+}
+
+static void on_nats_sink_closed(natka__sink *sink) {
+  natka *gw = sink->gw;
+  gw->nats_sink_open = 0;
+  maybe_close_sources(gw);
+  maybe_closed(gw);
+}
+
+static void on_sink_closed(natka__sink *sink) {
+  natka *gw = sink->gw;
   sink->vt->free(sink);
   gw->sink = NULL;
-  if (gw->nats_sink != NULL) /* its publishes went out with the flush */
-    gw->nats_sink->vt->close(gw->nats_sink, NULL);
   gw->sink_open = 0;
+  maybe_close_sources(gw);
   maybe_closed(gw);
 }
 
@@ -341,6 +357,7 @@ static void on_claims_closed(void *data) {
   natka *gw = data;
   gw->claims = NULL;
   gw->claims_open = 0;
+  maybe_close_sources(gw);
   maybe_closed(gw);
 }
 
@@ -383,12 +400,16 @@ static void close_all(natka *gw, int status) {
     natka__switches_close(gw->switches, on_switches_closed, gw);
   if (gw->claims_open)
     natka__claims_close(gw->claims, on_claims_closed, gw);
+  /* A source whose stop was never asked (a start that failed half-way)
+   * must not hand over more events. */
+  for (size_t i = 0; i < gw->nsources && gw->sources_stopped == 0; i++)
+    gw->sources[i]->vt->pause(gw->sources[i]);
+  if (gw->nats_sink_open)
+    gw->nats_sink->vt->close(gw->nats_sink, on_nats_sink_closed);
   if (gw->sink != NULL) {
     gw->sink->vt->close(gw->sink, on_sink_closed);
   } else {
-    for (size_t i = 0; i < gw->nsources; i++)
-      gw->sources[i]->vt->close(gw->sources[i], on_source_closed);
-    gw->nsources = 0;
+    maybe_close_sources(gw);
     maybe_closed(gw);
   }
 }
@@ -403,6 +424,13 @@ static void on_source_stopped(natka__source *src) {
   natka *gw = src->gw;
   gw->sources_stopped++;
   natka__gateway_maybe_finish_stop(gw);
+}
+
+void natka__gateway_fatal(natka *gw, int status) {
+  if (gw->state == GW_STARTED)
+    natka_stop(gw, NULL, NULL);
+  /* Nothing more can be confirmed: do not wait for the drain. */
+  close_all(gw, status);
 }
 
 static void on_drain_timeout(uv_timer_t *t) {

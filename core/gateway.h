@@ -29,6 +29,10 @@ natka__rules *natka__gateway_swap_rules(natka *gw, natka__rules *rules,
 /* Every name natka_stat() knows, for reports that list them all. */
 const char *const *natka__gateway_stat_names(size_t *n);
 
+/* A sink or source can no longer work (e.g. a fatal Kafka producer error):
+ * the gateway stops, and natka_run() returns `status`. */
+void natka__gateway_fatal(natka *gw, int status);
+
 /* The switches changed: hand them to the active rules. */
 void natka__gateway_switches_changed(natka *gw);
 

@@ -98,6 +98,7 @@ struct natka {
   int reload_open;
   natka__sink *sink;      /* Kafka */
   natka__sink *nats_sink; /* dual writes; NULL when NATS is not used */
+  int nats_sink_open;
   natka__switches *switches;
   int switches_open;
   natka__dedup *dedup;

@@ -33,6 +33,7 @@
 #include <nats/nats.h>
 
 #include "gateway.h"
+#include "nats_conn.h"
 #include "nats_msg.h"
 #include "util.h"
 
@@ -47,6 +48,8 @@ struct natka__ingress {
   natsSubscription **subs;
   size_t nsubs;
   atomic_llong accepted, refused;
+  natka__nats_closed closed_state; /* see nats_conn.h */
+  int have_closed_state;
 };
 
 static void reply_json(natka__ingress *in, natsMsg *req, cJSON *j) {
@@ -177,15 +180,8 @@ static void on_connected(natsConnection *nc, void *closure) {
 
 int natka__ingress_start(natka__ingress *in) {
   const natka_config *c = in->conf;
-  natsStatus st = natsOptions_Create(&in->opts);
-  if (st == NATS_OK)
-    st = natsOptions_SetURL(in->opts, c->nats_url);
-  if (st == NATS_OK)
-    st = natsOptions_SetName(in->opts, c->nats_name);
-  if (st == NATS_OK)
-    st = natsOptions_SetMaxReconnect(in->opts, -1);
-  if (st == NATS_OK)
-    st = natsOptions_SetReconnectWait(in->opts, c->nats_reconnect_wait_ms);
+  natsStatus st = natka__nats_options(c, &in->opts, &in->closed_state);
+  in->have_closed_state = st != NATS_NO_MEMORY;
   /* With a callback a failed first attempt returns at once; nats.c keeps
    * trying and sends the subscriptions once connected. */
   if (st == NATS_OK)
@@ -241,9 +237,9 @@ void natka__ingress_free(natka__ingress *in) {
   }
   free(in->subs);
   jsCtx_Destroy(in->js);
-  if (in->nc != NULL)
-    natsConnection_Close(in->nc);
-  natsConnection_Destroy(in->nc);
+  natka__nats_close(in->nc, &in->closed_state);
   natsOptions_Destroy(in->opts);
+  if (in->have_closed_state)
+    natka__nats_closed_destroy(&in->closed_state);
   free(in);
 }

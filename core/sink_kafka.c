@@ -79,6 +79,8 @@ static int permanent_error(rd_kafka_resp_err_t err) {
   case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
   case RD_KAFKA_RESP_ERR__INVALID_ARG:
   case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+  case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+  case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
     return 1;
   default:
     return 0;
@@ -108,7 +110,11 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason,
   char fatal[512];
   if (err == RD_KAFKA_RESP_ERR__FATAL) {
     rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
-    natka__error(ks->log, "kafka: fatal producer error: %s", fatal);
+    natka__error(ks->log,
+                 "kafka: fatal producer error: %s; stopping (what "
+                 "was not confirmed is redelivered)",
+                 fatal);
+    natka__gateway_fatal(ks->base.gw, NATKA_EKAFKA);
     return;
   }
   /* Brokers going away repeat this often; one line every 10 s is enough. */
@@ -380,8 +386,29 @@ static int configure(kafka_sink *ks, rd_kafka_conf_t *kc, char *err,
   return rc;
 }
 
+/* Raw properties that would make a delivery report mean less than "Kafka
+ * has it": natka acks its sources on those reports. */
+static int guarantee_breaking(const char *key, const char *value) {
+  if (strcmp(key, "acks") == 0 || strcmp(key, "request.required.acks") == 0)
+    return strcmp(value, "all") != 0 && strcmp(value, "-1") != 0;
+  if (strcmp(key, "enable.idempotence") == 0)
+    return strcmp(value, "true") != 0;
+  if (strcmp(key, "delivery.report.only.error") == 0)
+    return strcmp(value, "false") != 0;
+  return 0;
+}
+
 int natka__sink_kafka_check(const natka_config *conf, char *err,
                             size_t errlen) {
+  for (size_t i = 0; i < conf->kafka_props.n; i++)
+    if (guarantee_breaking(conf->kafka_props.keys[i],
+                           conf->kafka_props.values[i]))
+      return natka__errf(err, errlen, NATKA_ECONFIG,
+                         "config: 'kafka.properties.%s' = '%s' would let "
+                         "natka ack events Kafka may not have; natka needs "
+                         "acks=all with idempotence and every delivery report",
+                         conf->kafka_props.keys[i],
+                         conf->kafka_props.values[i]);
   kafka_sink probe = {.conf = conf};
   rd_kafka_conf_t *kc = rd_kafka_conf_new();
   int rc = configure(&probe, kc, err, errlen);

@@ -3,12 +3,12 @@
  * codec.h). Used for dual writes decided by degrade rules and the `mode`
  * switch, and the first half of a Kafka -> NATS path.
  *
- * It publishes with core NATS: nats.c buffers the message and sends it from
- * its own thread, so a publish is reported delivered once nats.c has taken
- * it. That is at most once on the NATS side (NATS carries the real-time
- * copy; Kafka stays the record). During a disconnection nats.c keeps
- * publishes in its reconnect buffer; when that is full the publish fails
- * and the event is nak'ed like any failed delivery.
+ * It publishes with core NATS and reports a publish delivered once a flush
+ * (a PING/PONG round trip, run on the threadpool, off the loop) has shown
+ * that the server received everything sent before it: the server has the
+ * message, though core NATS keeps no copy for subscribers that are away.
+ * Publishes arriving during a flush wait for the next one. A failed flush
+ * (server away) reports its publishes failed, so their events are nak'ed.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,15 +17,33 @@
 
 #include "codec.h"
 #include "gateway.h"
+#include "nats_conn.h"
 #include "util.h"
+
+/* A publish waiting for the flush that confirms it. */
+typedef struct pending {
+  void *opaque;
+  char *subject;
+  struct pending *next;
+} pending;
 
 typedef struct nats_sink {
   natka__sink base;
+  /* Publishes not confirmed yet: `waiting` for the next flush, `flushing`
+   * for the one on the threadpool. */
+  pending *waiting, **waiting_tail, *flushing;
+  size_t nwaiting, nflushing;
+  uv_work_t work;
+  int flush_busy;
+  natsStatus flush_st;
+  void (*closed)(natka__sink *sink);
   natka__log *log;
   const natka_config *conf;
   natsOptions *opts;
   natsConnection *nc;
   int closing;
+  natka__nats_closed closed_state; /* see nats_conn.h */
+  int have_closed_state;
 } nats_sink;
 
 static void on_disconnected(natsConnection *nc, void *closure) {
@@ -35,6 +53,10 @@ static void on_disconnected(natsConnection *nc, void *closure) {
     natka__warn(ns->log, "nats sink: disconnected; publishes are buffered "
                          "until the connection is back");
 }
+
+#define FLUSH_TIMEOUT_MS 5000
+
+static void start_flush(nats_sink *ns);
 
 static void on_connected(natsConnection *nc, void *closure) {
   nats_sink *ns = closure;
@@ -70,22 +92,81 @@ static int ns_send(natka__sink *sink, const natka_event *ev,
   natka__wire_headers_clear(&wh);
   if (st != NATS_OK)
     return st == NATS_INSUFFICIENT_BUFFER ? NATKA_EBUSY : NATKA_ENATS;
-  natka__delivery d = {.topic = dest->topic, .partition = -1, .offset = -1};
-  ns->base.on_delivery(sink, opaque, &d);
+  pending *p = calloc(1, sizeof(*p));
+  if (p == NULL || (p->subject = natka__strdup(dest->topic)) == NULL) {
+    free(p);
+    return NATKA_ENOMEM; /* published, but unconfirmed: redelivered */
+  }
+  p->opaque = opaque;
+  *ns->waiting_tail = p;
+  ns->waiting_tail = &p->next;
+  ns->nwaiting++;
+  start_flush(ns);
   return 0;
+}
+
+static void flush_work(uv_work_t *w) {
+  nats_sink *ns = w->data;
+  ns->flush_st = natsConnection_FlushTimeout(ns->nc, FLUSH_TIMEOUT_MS);
+}
+
+static void after_flush(uv_work_t *w, int status) {
+  nats_sink *ns = w->data;
+  pending *p = ns->flushing;
+  natsStatus st = status == 0 ? ns->flush_st : NATS_ERR;
+  ns->flushing = NULL;
+  ns->nflushing = 0;
+  ns->flush_busy = 0;
+  while (p != NULL) {
+    pending *next = p->next;
+    natka__delivery d = {.topic = p->subject, .partition = -1, .offset = -1};
+    if (st != NATS_OK) {
+      d.err = NATKA_ENATS;
+      d.errmsg = natsStatus_GetText(st);
+      d.retriable = 1;
+    }
+    ns->base.on_delivery(&ns->base, p->opaque, &d);
+    free(p->subject);
+    free(p);
+    p = next;
+  }
+  start_flush(ns);
+  if (ns->closing && !ns->flush_busy && ns->closed != NULL) {
+    void (*closed)(natka__sink *) = ns->closed;
+    ns->closed = NULL;
+    closed(&ns->base);
+  }
+}
+
+static void start_flush(nats_sink *ns) {
+  if (ns->flush_busy || ns->waiting == NULL)
+    return;
+  ns->flushing = ns->waiting;
+  ns->nflushing = ns->nwaiting;
+  ns->waiting = NULL;
+  ns->waiting_tail = &ns->waiting;
+  ns->nwaiting = 0;
+  ns->work.data = ns;
+  if (uv_queue_work(natka_loop(ns->base.gw), &ns->work, flush_work,
+                    after_flush) == 0)
+    ns->flush_busy = 1;
+  else
+    after_flush(&ns->work, UV_ENOMEM);
 }
 
 static size_t ns_queued(natka__sink *sink) {
-  (void)sink;
-  return 0;
+  nats_sink *ns = (nats_sink *)sink;
+  return ns->nwaiting + ns->nflushing;
 }
 
+/* Done once the last flush has reported its publishes. */
 static void ns_close(natka__sink *sink, void (*done)(natka__sink *sink)) {
   nats_sink *ns = (nats_sink *)sink;
   ns->closing = 1;
-  if (ns->nc != NULL) {
-    natsConnection_FlushTimeout(ns->nc, 2000);
-    natsConnection_Close(ns->nc);
+  if (ns->flush_busy || ns->waiting != NULL) {
+    ns->closed = done;
+    start_flush(ns);
+    return;
   }
   if (done != NULL)
     done(sink);
@@ -93,8 +174,10 @@ static void ns_close(natka__sink *sink, void (*done)(natka__sink *sink)) {
 
 static void ns_free(natka__sink *sink) {
   nats_sink *ns = (nats_sink *)sink;
-  natsConnection_Destroy(ns->nc);
+  natka__nats_close(ns->nc, &ns->closed_state);
   natsOptions_Destroy(ns->opts);
+  if (ns->have_closed_state)
+    natka__nats_closed_destroy(&ns->closed_state);
   free(ns);
 }
 
@@ -113,20 +196,14 @@ int natka__sink_nats_new(natka__sink **out, natka *gw, natka__delivery_cb cb,
   if (ns == NULL)
     return natka__errf(err, errlen, NATKA_ENOMEM, "nats sink: out of memory");
   ns->base.vt = &nats_vt;
+  ns->waiting_tail = &ns->waiting;
   ns->base.gw = gw;
   ns->base.on_delivery = cb;
   ns->conf = natka__gateway_config(gw);
   ns->log = natka__gateway_log(gw);
   const natka_config *c = ns->conf;
-  natsStatus st = natsOptions_Create(&ns->opts);
-  if (st == NATS_OK)
-    st = natsOptions_SetURL(ns->opts, c->nats_url);
-  if (st == NATS_OK)
-    st = natsOptions_SetName(ns->opts, c->nats_name);
-  if (st == NATS_OK)
-    st = natsOptions_SetMaxReconnect(ns->opts, -1);
-  if (st == NATS_OK)
-    st = natsOptions_SetReconnectWait(ns->opts, c->nats_reconnect_wait_ms);
+  natsStatus st = natka__nats_options(c, &ns->opts, &ns->closed_state);
+  ns->have_closed_state = st != NATS_NO_MEMORY;
   if (st == NATS_OK)
     st = natsOptions_SetDisconnectedCB(ns->opts, on_disconnected, ns);
   /* With a callback, a failed first attempt returns at once and nats.c

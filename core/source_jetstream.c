@@ -24,6 +24,7 @@
 #include <nats/nats.h>
 
 #include "gateway.h"
+#include "nats_conn.h"
 #include "nats_msg.h"
 #include "util.h"
 
@@ -31,11 +32,15 @@
 #define BACKOFF_MAX_MS 30000
 #define FLUSH_TIMEOUT_MS 5000
 
+/* A fetched message: queued for the loop, then, once handed to the gateway,
+ * held (the gateway's token) until settled. */
 typedef struct js_item {
   natsMsg *msg;
   natka_event *ev;
   char *malformed;
   struct js_item *next;
+  struct js_item *held_prev, *held_next; /* loop thread only */
+  int64_t since; /* fetched, or last marked in progress (mono ns) */
 } js_item;
 
 typedef struct js_source {
@@ -55,6 +60,9 @@ typedef struct js_source {
 
   /* Loop side. */
   uv_async_t async;
+  uv_timer_t progress; /* keeps held messages from being redelivered */
+  int handles_open;
+  js_item *held; /* handed to the gateway, not settled yet */
   void (*closed)(natka__source *src);
   void (*stopped)(natka__source *src);
   int stop_reported;
@@ -64,7 +72,13 @@ typedef struct js_source {
   natsConnection *nc;
   jsCtx *js;
   natsSubscription *sub;
+  /* Subscriptions replaced by a rebind: messages still held by flights are
+   * acked through them, so they live until close. */
+  natsSubscription **retired;
+  size_t nretired;
   char last_problem[256];
+  natka__nats_closed closed_state; /* see nats_conn.h */
+  int have_closed_state;
   int closing; /* our own close: the disconnect is expected */
 } js_source;
 
@@ -118,19 +132,8 @@ static void on_reconnected(natsConnection *nc, void *closure) {
 
 static natsStatus make_options(js_source *s) {
   const natka_config *c = s->conf;
-  natsStatus st = natsOptions_Create(&s->opts);
-  if (st == NATS_OK)
-    st = natsOptions_SetURL(s->opts, c->nats_url);
-  if (st == NATS_OK)
-    st = natsOptions_SetName(s->opts, c->nats_name);
-  if (st == NATS_OK)
-    st = natsOptions_SetTimeout(s->opts, c->nats_connect_timeout_ms);
-  if (st == NATS_OK)
-    st = natsOptions_SetMaxReconnect(s->opts, -1);
-  if (st == NATS_OK)
-    st = natsOptions_SetReconnectWait(s->opts, c->nats_reconnect_wait_ms);
-  if (st == NATS_OK)
-    st = natsOptions_SetReconnectJitter(s->opts, 100, 1000);
+  natsStatus st = natka__nats_options(c, &s->opts, &s->closed_state);
+  s->have_closed_state = st != NATS_NO_MEMORY;
   if (st == NATS_OK)
     st = natsOptions_SetDisconnectedCB(s->opts, on_disconnected, s);
   if (st == NATS_OK)
@@ -273,10 +276,16 @@ static void fetch_once(js_source *s, int batch) {
     natsMsgList_Destroy(&list);
     if (st == NATS_TIMEOUT)
       return; /* nothing new within the expiry: normal */
-    problem(s, "fetch failed: %s", natsStatus_GetText(st));
+    problem(s, "fetch failed: %s (%s)", natsStatus_GetText(st),
+            nats_GetLastError(NULL));
     if (st == NATS_NOT_FOUND || st == NATS_INVALID_SUBSCRIPTION) {
-      natsSubscription_Destroy(s->sub); /* the consumer went away: rebind */
-      s->sub = NULL;
+      natsSubscription **grown =
+          realloc(s->retired, (s->nretired + 1) * sizeof(*grown));
+      if (grown != NULL) { /* the consumer went away: rebind */
+        s->retired = grown;
+        s->retired[s->nretired++] = s->sub;
+        s->sub = NULL;
+      }
     }
     nap(s, BACKOFF_MIN_MS * 4);
     return;
@@ -286,8 +295,10 @@ static void fetch_once(js_source *s, int batch) {
   for (int i = 0; i < list.Count; i++) {
     js_item *it = decode(list.Msgs[i]);
     if (it == NULL) {
-      /* Out of memory: leave it unacked; JetStream redelivers it. */
+      /* Out of memory: leave it unacked; JetStream redelivers it. The list
+       * must not destroy it a second time. */
       natsMsg_Destroy(list.Msgs[i]);
+      list.Msgs[i] = NULL;
       continue;
     }
     list.Msgs[i] = NULL;
@@ -353,12 +364,15 @@ static void fetch_thread(void *arg) {
     natsConnection_FlushTimeout(s->nc, FLUSH_TIMEOUT_MS);
   natsSubscription_Destroy(s->sub);
   s->sub = NULL;
+  for (size_t i = 0; i < s->nretired; i++)
+    natsSubscription_Destroy(s->retired[i]);
+  free(s->retired);
+  s->retired = NULL;
+  s->nretired = 0;
   jsCtx_Destroy(s->js);
   s->js = NULL;
   s->closing = 1;
-  if (s->nc != NULL)
-    natsConnection_Close(s->nc);
-  natsConnection_Destroy(s->nc);
+  natka__nats_close(s->nc, &s->closed_state);
   s->nc = NULL;
 
   uv_mutex_lock(&s->mu);
@@ -373,18 +387,49 @@ static void release(js_source *s) {
     s->head = it->next;
     item_free(it);
   }
+  while (s->held != NULL) { /* unsettled: the server redelivers them */
+    js_item *it = s->held;
+    s->held = it->held_next;
+    item_free(it);
+  }
   natsOptions_Destroy(s->opts);
+  if (s->have_closed_state)
+    natka__nats_closed_destroy(&s->closed_state);
   uv_cond_destroy(&s->cond);
   uv_mutex_destroy(&s->mu);
   free(s->base.name);
   free(s);
 }
 
-static void on_async_closed(uv_handle_t *h) {
+static void on_handle_closed(uv_handle_t *h) {
   js_source *s = h->data;
+  if (--s->handles_open > 0)
+    return;
   if (s->closed != NULL)
     s->closed(&s->base);
   release(s);
+}
+
+static void close_handles(js_source *s) {
+  uv_timer_stop(&s->progress);
+  uv_close((uv_handle_t *)&s->async, on_handle_closed);
+  uv_close((uv_handle_t *)&s->progress, on_handle_closed);
+}
+
+/* JetStream redelivers what is not acked within ack_wait. While natka still
+ * works on a message (Kafka slow or down), that copy would race the first:
+ * "in progress" resets the server's timer, so a message comes back only if
+ * natka naks it or dies. */
+static void on_progress(uv_timer_t *t) {
+  js_source *s = t->data;
+  int64_t now = natka__mono_ns();
+  int64_t every = (int64_t)uv_timer_get_repeat(t) * 1000000;
+  for (js_item *h = s->held; h != NULL; h = h->held_next) {
+    if (now - h->since < every)
+      continue;
+    natsMsg_InProgress(h->msg, NULL);
+    h->since = now;
+  }
 }
 
 static void on_async(uv_async_t *a) {
@@ -399,10 +444,16 @@ static void on_async(uv_async_t *a) {
   while (it != NULL) {
     js_item *next = it->next;
     natka_event *ev = it->ev;
-    natsMsg *msg = it->msg;
     char *malformed = it->malformed;
-    free(it);
-    natka__gateway_accept(s->base.gw, &s->base, ev, msg, malformed);
+    it->ev = NULL;
+    it->malformed = NULL;
+    it->since = natka__mono_ns();
+    it->held_prev = NULL;
+    it->held_next = s->held;
+    if (s->held != NULL)
+      s->held->held_prev = it;
+    s->held = it;
+    natka__gateway_accept(s->base.gw, &s->base, ev, it, malformed);
     free(malformed);
     it = next;
   }
@@ -412,7 +463,7 @@ static void on_async(uv_async_t *a) {
   }
   if (thread_done) {
     uv_thread_join(&s->thread);
-    uv_close((uv_handle_t *)&s->async, on_async_closed);
+    close_handles(s);
   }
 }
 
@@ -421,6 +472,8 @@ static int js_start(natka__source *src) {
   if (uv_thread_create(&s->thread, fetch_thread, s) != 0)
     return NATKA_ENOMEM;
   s->thread_started = 1;
+  uint64_t every = (uint64_t)s->conf->js_ack_wait_ms / 3;
+  uv_timer_start(&s->progress, on_progress, every, every);
   return 0;
 }
 
@@ -441,7 +494,8 @@ static void js_resume(natka__source *src) {
 static void js_settle(natka__source *src, void *token, natka__settle how,
                       int64_t delay_ms) {
   js_source *s = (js_source *)src;
-  natsMsg *msg = token;
+  js_item *it = token;
+  natsMsg *msg = it->msg;
   natsStatus st;
   switch (how) {
   case NATKA__SETTLE_ACK:
@@ -459,7 +513,13 @@ static void js_settle(natka__source *src, void *token, natka__settle how,
                  "jetstream: settling a message failed: %s (it will be "
                  "redelivered after jetstream.ack_wait_ms)",
                  natsStatus_GetText(st));
-  natsMsg_Destroy(msg);
+  if (it->held_prev != NULL)
+    it->held_prev->held_next = it->held_next;
+  else
+    s->held = it->held_next;
+  if (it->held_next != NULL)
+    it->held_next->held_prev = it->held_prev;
+  item_free(it);
   uv_mutex_lock(&s->mu);
   s->credit++;
   uv_cond_signal(&s->cond);
@@ -469,9 +529,10 @@ static void js_settle(natka__source *src, void *token, natka__settle how,
 static void js_describe(natka__source *src, void *token, char *buf,
                         size_t len) {
   jsMsgMetaData *meta = NULL;
+  natsMsg *msg = ((js_item *)token)->msg;
   (void)src;
-  if (natsMsg_GetMetaData(&meta, token) != NATS_OK) {
-    snprintf(buf, len, "jetstream subject %s", natsMsg_GetSubject(token));
+  if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
+    snprintf(buf, len, "jetstream subject %s", natsMsg_GetSubject(msg));
     return;
   }
   snprintf(buf, len, "stream %s seq %" PRIu64 " delivery %" PRIu64,
@@ -497,7 +558,7 @@ static void js_close(natka__source *src, void (*done)(natka__source *src)) {
   js_source *s = (js_source *)src;
   s->closed = done;
   if (!s->thread_started) {
-    uv_close((uv_handle_t *)&s->async, on_async_closed);
+    close_handles(s);
     return;
   }
   uv_mutex_lock(&s->mu);
@@ -542,7 +603,11 @@ int natka__source_jetstream_new(natka__source **out, natka *gw, char *err,
   }
   if (uv_async_init(natka_loop(gw), &s->async, on_async) != 0)
     goto fail;
+  uv_timer_init(natka_loop(gw), &s->progress);
+  uv_unref((uv_handle_t *)&s->progress);
   s->async.data = s;
+  s->progress.data = s;
+  s->handles_open = 2;
   *out = &s->base;
   return 0;
 
@@ -555,6 +620,8 @@ fail:
     natka__errf(err, errlen, rc, "jetstream: out of memory");
   if (s != NULL) {
     natsOptions_Destroy(s->opts);
+    if (s->have_closed_state)
+      natka__nats_closed_destroy(&s->closed_state);
     if (have_cond)
       uv_cond_destroy(&s->cond);
     if (have_mu)

@@ -16,6 +16,7 @@
 #include <nats/nats.h>
 
 #include "gateway.h"
+#include "nats_conn.h"
 #include "nats_msg.h"
 #include "util.h"
 
@@ -43,6 +44,8 @@ typedef struct core_source {
   uv_async_t async;
   void (*closed)(natka__source *src);
   int closing; /* our own close: the disconnect is expected */
+  natka__nats_closed closed_state; /* see nats_conn.h */
+  int have_closed_state;
 } core_source;
 
 static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
@@ -120,17 +123,8 @@ static void on_connected(natsConnection *nc, void *closure) {
 static int core_start(natka__source *src) {
   core_source *s = (core_source *)src;
   const natka_config *c = s->conf;
-  natsStatus st = natsOptions_Create(&s->opts);
-  if (st == NATS_OK)
-    st = natsOptions_SetURL(s->opts, c->nats_url);
-  if (st == NATS_OK)
-    st = natsOptions_SetName(s->opts, c->nats_name);
-  if (st == NATS_OK)
-    st = natsOptions_SetTimeout(s->opts, c->nats_connect_timeout_ms);
-  if (st == NATS_OK)
-    st = natsOptions_SetMaxReconnect(s->opts, -1);
-  if (st == NATS_OK)
-    st = natsOptions_SetReconnectWait(s->opts, c->nats_reconnect_wait_ms);
+  natsStatus st = natka__nats_options(c, &s->opts, &s->closed_state);
+  s->have_closed_state = st != NATS_NO_MEMORY;
   if (st == NATS_OK)
     st = natsOptions_SetDisconnectedCB(s->opts, on_disconnected, s);
   if (st == NATS_OK)
@@ -225,6 +219,8 @@ static void on_closed(uv_handle_t *h) {
   }
   free(s->subs);
   natsOptions_Destroy(s->opts);
+  if (s->have_closed_state)
+    natka__nats_closed_destroy(&s->closed_state);
   uv_mutex_destroy(&s->mu);
   free(s->base.name);
   free(s);
@@ -237,11 +233,8 @@ static void core_close(natka__source *src, void (*done)(natka__source *src)) {
     natsSubscription_Destroy(s->subs[i]);
   s->nsubs = 0;
   s->closing = 1;
-  if (s->nc != NULL) {
-    natsConnection_Close(s->nc);
-    natsConnection_Destroy(s->nc);
-    s->nc = NULL;
-  }
+  natka__nats_close(s->nc, &s->closed_state);
+  s->nc = NULL;
   uv_close((uv_handle_t *)&s->async, on_closed);
 }
 

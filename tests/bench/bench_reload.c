@@ -171,8 +171,7 @@ static uint64_t header_rev(const rd_kafka_message_t *m) {
   return strtoull(buf, NULL, 10);
 }
 
-static void note_latency(consumer *c, const rd_kafka_message_t *m,
-                         double now) {
+static void note_latency(consumer *c, const rd_kafka_message_t *m, double now) {
   char stamp[STAMP_LEN + 1];
   if (m->len < STAMP_LEN) {
     c->unstamped++;
@@ -275,7 +274,8 @@ static void consumer_new(consumer *c, const char *brokers, const char *topic) {
   rd_kafka_conf_t *kc = rd_kafka_conf_new();
   snprintf(group, sizeof(group), "bench_reload_%d", (int)getpid());
   set_conf(kc, "bootstrap.servers", brokers);
-  set_conf(kc, "group.id", group); /* required, though partitions are assigned */
+  set_conf(kc, "group.id",
+           group); /* required, though partitions are assigned */
   set_conf(kc, "enable.auto.commit", "false");
   set_conf(kc, "isolation.level", "read_uncommitted");
   set_conf(kc, "fetch.wait.max.ms", "10");
@@ -311,8 +311,8 @@ static pid_t spawn_natka(const char *natka, const char *config,
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   if (log != NULL) {
-    posix_spawn_file_actions_addopen(&fa, 1, log,
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC,
+                                     0644);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
   }
   char *argv[] = {(char *)natka, "run", "-c", (char *)config, NULL};
@@ -468,23 +468,22 @@ int main(int argc, char **argv) {
              *log = NULL;
   int64_t size = 100, rate = 5000, reloads = 50, timeout_ms = 5000,
           pause_ms = 100, warmup_ms = 3000;
-  const bench_opt opts[] = {
-      BENCH_STR("natka", &natka, 1),
-      BENCH_STR("config", &config, 1),
-      BENCH_STR("url", &url, 1),
-      BENCH_STR("brokers", &brokers, 1),
-      BENCH_STR("bucket", &bucket, 1),
-      BENCH_STR("stream", &stream, 1),
-      BENCH_STR("subject", &subject, 1),
-      BENCH_STR("topic", &topic, 1),
-      BENCH_INT("size", &size, STAMP_LEN, 1 << 20, 0),
-      BENCH_INT("rate", &rate, 1, 1000000, 0),
-      BENCH_INT("reloads", &reloads, 1, 100000, 0),
-      BENCH_STR("log", &log, 0),
-      BENCH_INT("timeout-ms", &timeout_ms, 1, 600000, 0),
-      BENCH_INT("pause-ms", &pause_ms, 0, 600000, 0),
-      BENCH_INT("warmup-ms", &warmup_ms, 0, 600000, 0),
-      {NULL}};
+  const bench_opt opts[] = {BENCH_STR("natka", &natka, 1),
+                            BENCH_STR("config", &config, 1),
+                            BENCH_STR("url", &url, 1),
+                            BENCH_STR("brokers", &brokers, 1),
+                            BENCH_STR("bucket", &bucket, 1),
+                            BENCH_STR("stream", &stream, 1),
+                            BENCH_STR("subject", &subject, 1),
+                            BENCH_STR("topic", &topic, 1),
+                            BENCH_INT("size", &size, STAMP_LEN, 1 << 20, 0),
+                            BENCH_INT("rate", &rate, 1, 1000000, 0),
+                            BENCH_INT("reloads", &reloads, 1, 100000, 0),
+                            BENCH_STR("log", &log, 0),
+                            BENCH_INT("timeout-ms", &timeout_ms, 1, 600000, 0),
+                            BENCH_INT("pause-ms", &pause_ms, 0, 600000, 0),
+                            BENCH_INT("warmup-ms", &warmup_ms, 0, 600000, 0),
+                            {NULL}};
   bench_options(argc, argv, opts, usage);
 
   char err[512];
@@ -507,7 +506,8 @@ int main(int argc, char **argv) {
 
   /* The publisher has a connection of its own, so that its stream of
    * publishes does not queue in front of the puts. */
-  publisher p = {.subject = subject, .size = (size_t)size, .rate = (double)rate};
+  publisher p = {
+      .subject = subject, .size = (size_t)size, .rate = (double)rate};
   jsOptions jo;
   jsOptions_Init(&jo);
   jo.PublishAsync.ErrHandler = on_pub_error;
@@ -527,8 +527,8 @@ int main(int argc, char **argv) {
   while (wait_rev(c, first_rev, bench_now() + 0.1) < 0) {
     check_alive(pid);
     if (bench_now() - t_start > START_WAIT_S)
-      bench_die(PROG, "no record of revision %" PRIu64 " after %ds",
-                first_rev, START_WAIT_S);
+      bench_die(PROG, "no record of revision %" PRIu64 " after %ds", first_rev,
+                START_WAIT_S);
   }
   fprintf(stderr, "bench reload: natka running %.3f s after its start\n",
           bench_now() - t_start);
@@ -555,7 +555,8 @@ int main(int argc, char **argv) {
     if (at < 0) {
       misses++;
       lat[i] = (double)timeout_ms;
-      fprintf(stderr, "bench reload: revision %" PRIu64 " not seen in %lld ms\n",
+      fprintf(stderr,
+              "bench reload: revision %" PRIu64 " not seen in %lld ms\n",
               revs[i], (long long)timeout_ms);
     } else {
       lat[i] = (at - t_put) * 1e3;
@@ -601,8 +602,8 @@ int main(int argc, char **argv) {
             revs[i], lat[i], act[i],
             window_max(c, put_mono[i], put_mono[i] + lat[i] / 1e3));
   }
-  double slowest_events = window_max(
-      c, put_mono[slowest], put_mono[slowest] + lat[slowest] / 1e3);
+  double slowest_events =
+      window_max(c, put_mono[slowest], put_mono[slowest] + lat[slowest] / 1e3);
 
   qsort(lat, (size_t)reloads, sizeof(*lat), cmp_double);
   qsort(act, (size_t)reloads, sizeof(*act), cmp_double);

@@ -43,19 +43,6 @@ typedef struct js_item {
   int64_t since; /* fetched, or last marked in progress (mono ns) */
 } js_item;
 
-/* What the loop asks of the fetch thread for a held message. */
-typedef struct js_cmd {
-  int settle; /* 0: mark in progress; 1: settle (then the item is freed) */
-  natka__settle how;
-  int64_t delay_ms;
-  js_item *it;
-  struct js_cmd *next;
-} js_cmd;
-
-struct js_source;
-static int post_cmd(struct js_source *s, js_item *it, int settle,
-                    natka__settle how, int64_t delay_ms);
-
 typedef struct js_source {
   natka__source base;
   natka__log *log;
@@ -67,7 +54,6 @@ typedef struct js_source {
   uv_cond_t cond;
   /* Guarded by mu. */
   js_item *head, *tail;
-  js_cmd *cmd_head, *cmd_tail; /* loop -> fetch thread, in order */
   int64_t credit;
   int paused, stopping, finish;
   int fetching_done, thread_done;
@@ -337,64 +323,19 @@ static void fetch_once(js_source *s, int batch) {
   uv_async_send(&s->async);
 }
 
-/* Runs the loop's settlements and in-progress marks. Every call into nats.c
- * for this subscription happens on the fetch thread, in the order the loop
- * asked: an item is freed by its settlement, which always comes after any
- * earlier mark of it. */
-static void run_cmds(js_source *s) {
-  uv_mutex_lock(&s->mu);
-  js_cmd *c = s->cmd_head;
-  s->cmd_head = s->cmd_tail = NULL;
-  uv_mutex_unlock(&s->mu);
-  int64_t settled = 0;
-  while (c != NULL) {
-    js_cmd *next = c->next;
-    natsMsg *msg = c->it->msg;
-    natsStatus st = NATS_OK;
-    if (!c->settle)
-      st = natsMsg_InProgress(msg, NULL);
-    else if (c->how == NATKA__SETTLE_ACK)
-      st = natsMsg_Ack(msg, NULL);
-    else if (c->how == NATKA__SETTLE_NAK)
-      st = natsMsg_NakWithDelay(msg, c->delay_ms, NULL);
-    else
-      st = natsMsg_Term(msg, NULL);
-    if (st != NATS_OK)
-      natka__debug(s->log,
-                   "jetstream: settling a message failed: %s (it will be "
-                   "redelivered after jetstream.ack_wait_ms)",
-                   natsStatus_GetText(st));
-    if (c->settle) {
-      item_free(c->it);
-      settled++;
-    }
-    free(c);
-    c = next;
-  }
-  if (settled > 0) {
-    uv_mutex_lock(&s->mu);
-    s->credit += settled;
-    uv_mutex_unlock(&s->mu);
-  }
-}
-
 static void fetch_thread(void *arg) {
   js_source *s = arg;
   int64_t backoff = BACKOFF_MIN_MS;
 
   for (;;) {
-    run_cmds(s);
     uv_mutex_lock(&s->mu);
-    while (!s->stopping && s->cmd_head == NULL && (s->paused || s->credit <= 0))
+    while (!s->stopping && (s->paused || s->credit <= 0))
       uv_cond_wait(&s->cond, &s->mu);
     int stopping = s->stopping;
-    int pending_cmds = s->cmd_head != NULL;
     int64_t credit = s->credit;
     uv_mutex_unlock(&s->mu);
     if (stopping)
       break;
-    if (pending_cmds || credit <= 0)
-      continue;
     if (s->sub == NULL) {
       if (setup(s) != 0) {
         if (nap(s, backoff))
@@ -406,8 +347,9 @@ static void fetch_thread(void *arg) {
     }
     /* While disconnected nothing can arrive, and a pull request issued then
      * would sit in nats.c's reconnect buffer and be replayed with the
-     * reconnect, racing the requests that follow; wait for the connection
-     * instead (nats.c reconnects by itself). */
+     * reconnect, racing the requests that follow (heap corruption under
+     * load with nats.c 3.4); wait for the connection instead (nats.c
+     * reconnects by itself). */
     if (natsConnection_Status(s->nc) != NATS_CONN_STATUS_CONNECTED) {
       if (nap(s, BACKOFF_MIN_MS))
         break;
@@ -425,17 +367,9 @@ static void fetch_thread(void *arg) {
   uv_async_send(&s->async);
 
   uv_mutex_lock(&s->mu);
-  while (!s->finish) {
-    if (s->cmd_head != NULL) { /* the drain's settlements */
-      uv_mutex_unlock(&s->mu);
-      run_cmds(s);
-      uv_mutex_lock(&s->mu);
-      continue;
-    }
+  while (!s->finish)
     uv_cond_wait(&s->cond, &s->mu);
-  }
   uv_mutex_unlock(&s->mu);
-  run_cmds(s);
   if (s->nc != NULL)
     natsConnection_FlushTimeout(s->nc, FLUSH_TIMEOUT_MS);
   natsSubscription_Destroy(s->sub);
@@ -462,13 +396,6 @@ static void release(js_source *s) {
     js_item *it = s->head;
     s->head = it->next;
     item_free(it);
-  }
-  while (s->cmd_head != NULL) { /* not run: the server redelivers them */
-    js_cmd *c = s->cmd_head;
-    s->cmd_head = c->next;
-    if (c->settle)
-      item_free(c->it);
-    free(c);
   }
   while (s->held != NULL) { /* unsettled: the server redelivers them */
     js_item *it = s->held;
@@ -510,8 +437,8 @@ static void on_progress(uv_timer_t *t) {
   for (js_item *h = s->held; h != NULL; h = h->held_next) {
     if (now - h->since < every)
       continue;
-    if (post_cmd(s, h, 0, NATKA__SETTLE_ACK, 0) == 0)
-      h->since = now;
+    natsMsg_InProgress(h->msg, NULL);
+    h->since = now;
   }
 }
 
@@ -574,44 +501,39 @@ static void js_resume(natka__source *src) {
   set_paused((js_source *)src, 0);
 }
 
-/* Hands a settlement or a mark to the fetch thread. Returns 0, or -1 when
- * out of memory (the caller decides what that means). */
-static int post_cmd(struct js_source *s, js_item *it, int settle,
-                    natka__settle how, int64_t delay_ms) {
-  js_cmd *c = calloc(1, sizeof(*c));
-  if (c == NULL)
-    return -1;
-  *c = (js_cmd){settle, how, delay_ms, it, NULL};
-  uv_mutex_lock(&s->mu);
-  if (s->cmd_tail != NULL)
-    s->cmd_tail->next = c;
-  else
-    s->cmd_head = c;
-  s->cmd_tail = c;
-  uv_cond_signal(&s->cond);
-  uv_mutex_unlock(&s->mu);
-  return 0;
-}
-
 static void js_settle(natka__source *src, void *token, natka__settle how,
                       int64_t delay_ms) {
   js_source *s = (js_source *)src;
   js_item *it = token;
+  natsMsg *msg = it->msg;
+  natsStatus st;
+  switch (how) {
+  case NATKA__SETTLE_ACK:
+    st = natsMsg_Ack(msg, NULL);
+    break;
+  case NATKA__SETTLE_NAK:
+    st = natsMsg_NakWithDelay(msg, delay_ms, NULL);
+    break;
+  default:
+    st = natsMsg_Term(msg, NULL);
+    break;
+  }
+  if (st != NATS_OK)
+    natka__debug(s->log,
+                 "jetstream: settling a message failed: %s (it will be "
+                 "redelivered after jetstream.ack_wait_ms)",
+                 natsStatus_GetText(st));
   if (it->held_prev != NULL)
     it->held_prev->held_next = it->held_next;
   else
     s->held = it->held_next;
   if (it->held_next != NULL)
     it->held_next->held_prev = it->held_prev;
-  if (post_cmd(s, it, 1, how, delay_ms) != 0) {
-    /* Out of memory: leave it unsettled; JetStream redelivers it after
-     * ack_wait. Its credit comes back with the item. */
-    natka__error(s->log, "jetstream: out of memory settling a message");
-    item_free(it);
-    uv_mutex_lock(&s->mu);
-    s->credit++;
-    uv_mutex_unlock(&s->mu);
-  }
+  item_free(it);
+  uv_mutex_lock(&s->mu);
+  s->credit++;
+  uv_cond_signal(&s->cond);
+  uv_mutex_unlock(&s->mu);
 }
 
 static void js_describe(natka__source *src, void *token, char *buf,

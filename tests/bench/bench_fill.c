@@ -60,23 +60,10 @@ int main(int argc, char **argv) {
   jo.PublishAsync.StallWait = STALL_WAIT_MS;
   bench_js_connect(PROG, url, &jo, &nc, &js);
 
-  natsStatus st = js_DeleteStream(js, stream, NULL, &jerr);
-  if (st != NATS_OK && st != NATS_NOT_FOUND)
-    bench_die(PROG, "delete stream %s: %s (error %d)", stream,
-              natsStatus_GetText(st), (int)jerr);
-  jsStreamConfig sc;
-  jsStreamInfo *si = NULL;
-  jsStreamConfig_Init(&sc);
-  sc.Name = stream;
-  sc.Subjects = &subject;
-  sc.SubjectsLen = 1;
-  sc.Storage = js_FileStorage;
-  if ((st = js_AddStream(&si, js, &sc, NULL, &jerr)) != NATS_OK)
-    bench_die(PROG, "add stream %s: %s (error %d)", stream,
-              natsStatus_GetText(st), (int)jerr);
-  jsStreamInfo_Destroy(si);
-  si = NULL;
+  bench_js_recreate_stream(PROG, js, stream, subject);
 
+  natsStatus st = NATS_OK;
+  jsStreamInfo *si = NULL;
   char *payload = bench_payload((size_t)size);
   double t0 = bench_now();
   for (int64_t i = 0; i < events; i++) {

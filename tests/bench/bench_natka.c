@@ -36,14 +36,6 @@
 
 #define PROG "natka"
 #define POLL_MS 10
-#define STOP_WAIT_S 60
-
-extern char **environ;
-
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
 
 /* CPU seconds (user + system) of a child, from /proc; -1 if unknown. */
 static double cpu_of(pid_t pid) {
@@ -64,40 +56,6 @@ static double cpu_of(pid_t pid) {
                           &utime, &stime) != 2)
     return -1;
   return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static pid_t spawn_natka(const char *natka, const char *config,
-                         const char *log) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  if (log != NULL) {
-    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND,
-                                     0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  }
-  char *argv[] = {(char *)natka, "run", "-c", (char *)config, NULL};
-  pid_t pid;
-  int rc = posix_spawn(&pid, natka, &fa, NULL, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0)
-    bench_die(PROG, "cannot start %s: %s", natka, strerror(rc));
-  return pid;
-}
-
-/* SIGTERM, then SIGKILL after STOP_WAIT_S; returns the exit status or -1. */
-static int stop_natka(pid_t pid) {
-  int status = 0;
-  kill(pid, SIGTERM);
-  for (int i = 0; i < STOP_WAIT_S * 100; i++) {
-    if (waitpid(pid, &status, WNOHANG) == pid)
-      return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    sleep_ms(10);
-  }
-  fprintf(stderr, "bench natka: no exit %ds after SIGTERM; killing it\n",
-          STOP_WAIT_S);
-  kill(pid, SIGKILL);
-  waitpid(pid, &status, 0);
-  return -1;
 }
 
 static const char usage[] =
@@ -163,7 +121,7 @@ int main(int argc, char **argv) {
   double t0 = bench_now(), t_first = -1, t_end = -1, cpu = -1, t_shown = 0;
   uint64_t ack_floor = 0;
   int64_t redelivered = 0;
-  pid_t pid = spawn_natka(natka, config, log);
+  pid_t pid = bench_natka_spawn(PROG, natka, config, log);
   for (;;) {
     int status;
     if (waitpid(pid, &status, WNOHANG) == pid)
@@ -196,14 +154,14 @@ int main(int argc, char **argv) {
               natsStatus_GetText(st));
     }
     if (bench_now() - t0 > (double)timeout_s) {
-      stop_natka(pid);
+      bench_natka_stop(PROG, pid);
       bench_die(PROG, "timed out after %llds at ack floor %llu of %llu",
                 (long long)timeout_s, (unsigned long long)ack_floor,
                 (unsigned long long)last_seq);
     }
-    sleep_ms(POLL_MS);
+    bench_sleep_ms(POLL_MS);
   }
-  int exit_status = stop_natka(pid);
+  int exit_status = bench_natka_stop(PROG, pid);
   int64_t records = bench_kafka_records(brokers, topic, err, sizeof(err));
   if (records < 0)
     fprintf(stderr, "bench natka: %s\n", err);

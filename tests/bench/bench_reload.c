@@ -64,15 +64,7 @@
 #define REV_HEADER "natka-rules-revision"
 #define SLOTS 4096 /* revisions remembered by the consumer (a ring) */
 #define START_WAIT_S 60
-#define STOP_WAIT_S 60
 #define STAMP_LEN 20 /* decimal nanoseconds at the start of each payload */
-
-extern char **environ;
-
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
 
 static double wall_now(void) {
   struct timespec ts;
@@ -123,7 +115,7 @@ static void *publish_thread(void *arg) {
         return NULL;
       }
     }
-    sleep_ms(1);
+    bench_sleep_ms(1);
   }
   free(payload);
   return NULL;
@@ -306,40 +298,6 @@ static void consumer_new(consumer *c, const char *brokers, const char *topic) {
 
 /* ---------------------------------------------------------- natka */
 
-static pid_t spawn_natka(const char *natka, const char *config,
-                         const char *log) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  if (log != NULL) {
-    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC,
-                                     0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  }
-  char *argv[] = {(char *)natka, "run", "-c", (char *)config, NULL};
-  pid_t pid;
-  int rc = posix_spawn(&pid, natka, &fa, NULL, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0)
-    bench_die(PROG, "cannot start %s: %s", natka, strerror(rc));
-  return pid;
-}
-
-/* SIGTERM, then SIGKILL after STOP_WAIT_S; returns the exit status or -1. */
-static int stop_natka(pid_t pid) {
-  int status = 0;
-  kill(pid, SIGTERM);
-  for (int i = 0; i < STOP_WAIT_S * 100; i++) {
-    if (waitpid(pid, &status, WNOHANG) == pid)
-      return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    sleep_ms(10);
-  }
-  fprintf(stderr, "bench reload: no exit %ds after SIGTERM; killing it\n",
-          STOP_WAIT_S);
-  kill(pid, SIGKILL);
-  waitpid(pid, &status, 0);
-  return -1;
-}
-
 static void check_alive(pid_t pid) {
   int status;
   if (waitpid(pid, &status, WNOHANG) == pid)
@@ -370,25 +328,6 @@ static double active_at(const char *log, uint64_t rev) {
 }
 
 /* ---------------------------------------------------------- setup */
-
-static void recreate_stream(jsCtx *js, const char *stream,
-                            const char *subject) {
-  jsErrCode jerr = 0;
-  natsStatus st = js_DeleteStream(js, stream, NULL, &jerr);
-  if (st != NATS_OK && st != NATS_NOT_FOUND)
-    bench_die(PROG, "delete stream %s: %s", stream, natsStatus_GetText(st));
-  jsStreamConfig sc;
-  jsStreamInfo *si = NULL;
-  jsStreamConfig_Init(&sc);
-  sc.Name = stream;
-  sc.Subjects = &subject;
-  sc.SubjectsLen = 1;
-  sc.Storage = js_FileStorage;
-  if ((st = js_AddStream(&si, js, &sc, NULL, &jerr)) != NATS_OK)
-    bench_die(PROG, "add stream %s: %s (error %d)", stream,
-              natsStatus_GetText(st), (int)jerr);
-  jsStreamInfo_Destroy(si);
-}
 
 static kvStore *recreate_bucket(jsCtx *js, const char *bucket) {
   natsStatus st = js_DeleteKeyValue(js, bucket);
@@ -493,7 +432,7 @@ int main(int argc, char **argv) {
   natsConnection *nc = NULL, *pub_nc = NULL;
   jsCtx *js = NULL, *pub_js = NULL;
   bench_js_connect(PROG, url, NULL, &nc, &js);
-  recreate_stream(js, stream, subject);
+  bench_js_recreate_stream(PROG, js, stream, subject);
   kvStore *kv = recreate_bucket(js, bucket);
   uint64_t first_rev = put_module(kv, topic, 0);
 
@@ -516,7 +455,7 @@ int main(int argc, char **argv) {
   bench_js_connect(PROG, url, &jo, &pub_nc, &pub_js);
   p.js = pub_js;
 
-  pid_t pid = spawn_natka(natka, config, log);
+  pid_t pid = bench_natka_spawn(PROG, natka, config, log);
   double t_pub = bench_now();
   pthread_create(&publisher_thread, NULL, publish_thread, &p);
 
@@ -532,7 +471,7 @@ int main(int argc, char **argv) {
   }
   fprintf(stderr, "bench reload: natka running %.3f s after its start\n",
           bench_now() - t_start);
-  sleep_ms((long)warmup_ms);
+  bench_sleep_ms((long)warmup_ms);
   pthread_mutex_lock(&c->mu);
   c->measuring = 1;
   pthread_mutex_unlock(&c->mu);
@@ -561,7 +500,7 @@ int main(int argc, char **argv) {
     } else {
       lat[i] = (at - t_put) * 1e3;
     }
-    sleep_ms((long)pause_ms);
+    bench_sleep_ms((long)pause_ms);
   }
 
   pthread_mutex_lock(&c->mu);
@@ -581,7 +520,7 @@ int main(int argc, char **argv) {
   if (atomic_load(&p.errors) > 0)
     bench_die(PROG, "%ld publishes failed", atomic_load(&p.errors));
 
-  int exit_status = stop_natka(pid);
+  int exit_status = bench_natka_stop(PROG, pid);
   atomic_store(&c->stop, 1);
   pthread_join(consumer_thread, NULL);
 

@@ -4,6 +4,9 @@
 #include "bench_util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -11,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -263,4 +268,66 @@ done:
   rd_kafka_topic_destroy(rkt);
   rd_kafka_destroy(rk);
   return total;
+}
+
+extern char **environ;
+
+#define STOP_WAIT_S 60
+
+void bench_sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+void bench_js_recreate_stream(const char *prog, jsCtx *js, const char *stream,
+                              const char *subject) {
+  jsErrCode jerr = 0;
+  natsStatus st = js_DeleteStream(js, stream, NULL, &jerr);
+  if (st != NATS_OK && st != NATS_NOT_FOUND)
+    bench_die(prog, "delete stream %s: %s (error %d)", stream,
+              natsStatus_GetText(st), (int)jerr);
+  jsStreamConfig sc;
+  jsStreamInfo *si = NULL;
+  jsStreamConfig_Init(&sc);
+  sc.Name = stream;
+  sc.Subjects = &subject;
+  sc.SubjectsLen = 1;
+  sc.Storage = js_FileStorage;
+  if ((st = js_AddStream(&si, js, &sc, NULL, &jerr)) != NATS_OK)
+    bench_die(prog, "add stream %s: %s (error %d)", stream,
+              natsStatus_GetText(st), (int)jerr);
+  jsStreamInfo_Destroy(si);
+}
+
+pid_t bench_natka_spawn(const char *prog, const char *natka, const char *config,
+                        const char *log) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  if (log != NULL) {
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND,
+                                     0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  }
+  char *argv[] = {(char *)natka, "run", "-c", (char *)config, NULL};
+  pid_t pid;
+  int rc = posix_spawn(&pid, natka, &fa, NULL, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0)
+    bench_die(prog, "cannot start %s: %s", natka, strerror(rc));
+  return pid;
+}
+
+int bench_natka_stop(const char *prog, pid_t pid) {
+  int status = 0;
+  kill(pid, SIGTERM);
+  for (int i = 0; i < STOP_WAIT_S * 100; i++) {
+    if (waitpid(pid, &status, WNOHANG) == pid)
+      return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    bench_sleep_ms(10);
+  }
+  fprintf(stderr, "bench %s: no exit %ds after SIGTERM; killing it\n", prog,
+          STOP_WAIT_S);
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  return -1;
 }

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/types.h>
+
 #include <nats/nats.h>
 
 /* Monotonic seconds. */
@@ -62,6 +64,21 @@ void bench_options(int argc, char **argv, const bench_opt *opts,
  * defaults); exits through bench_die(prog, ...) when either fails. */
 void bench_js_connect(const char *prog, const char *url, jsOptions *jo,
                       natsConnection **nc, jsCtx **js);
+
+/* Deletes `stream` if it exists and creates it again over `subject` (file
+ * storage); exits through bench_die(prog, ...) on failure. */
+void bench_js_recreate_stream(const char *prog, jsCtx *js, const char *stream,
+                              const char *subject);
+
+/* Starts `natka run -c config` with stdout and stderr appended to `log`
+ * (NULL: inherited); exits through bench_die(prog, ...) on failure. */
+pid_t bench_natka_spawn(const char *prog, const char *natka, const char *config,
+                        const char *log);
+
+/* SIGTERM, then SIGKILL after 60 s; returns the exit status, or -1. */
+int bench_natka_stop(const char *prog, pid_t pid);
+
+void bench_sleep_ms(long ms);
 
 /* Destroys js and nc, then releases the NATS library (nats_Close). */
 void bench_js_close(natsConnection *nc, jsCtx *js);

@@ -31,6 +31,10 @@
 /* `natka rules ...` with main()'s argv (argv[1] is "rules"); returns the
  * exit status. */
 int natka__cmd_rules(int argc, char **argv);
+/* `natka spool inspect|verify|replay ...` (cmd_spool.c), same convention. */
+int natka__cmd_spool(int argc, char **argv);
+/* `natka dlq replay ...` (cmd_dlq.c), same convention. */
+int natka__cmd_dlq(int argc, char **argv);
 
 /* In main.c: the configuration from the -c/-s options in argv[first..argc),
  * in order. Returns 0 (*out is the caller's), 1 (out of memory) or 2 (bad

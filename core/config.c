@@ -74,6 +74,10 @@ static const row schema[] = {
         "events.ingress",
         "requests are stored on <prefix>.<request subject>, which the "
         "consumed stream must capture"),
+    ENUM("ingress.store", NATKA__CONFIG_ENUM, ingress_store, "jetstream",
+         "jetstream|spool",
+         "where a request is stored before its receipt: JetStream, or "
+         "natka's disk spool (spool.dir; busy replies once it is full)"),
 
     BOOL("jetstream.enabled", js_enabled, "true",
          "consume from a JetStream durable pull consumer"),
@@ -89,7 +93,7 @@ static const row schema[] = {
         "messages asked for per pull request"),
     INT("jetstream.fetch_expires_ms", js_fetch_expires_ms, 0, "500", 10, 60000,
         "how long one pull request waits for messages"),
-    INT("jetstream.max_ack_pending", js_max_ack_pending, 0, "1000", 1, 1000000,
+    INT("jetstream.max_ack_pending", js_max_ack_pending, 0, "5000", 1, 1000000,
         "unacknowledged messages the server lets the consumer hold"),
     INT("jetstream.ack_wait_ms", js_ack_wait_ms, 0, "30000", 1000, 3600000,
         "redelivery when a message is not acked within this time"),
@@ -113,6 +117,22 @@ static const row schema[] = {
         "sources pause above this many messages queued in the producer"),
     INT("kafka.queue_low", kafka_queue_low, 0, "10000", 0, 10000000,
         "sources resume below this many (less than kafka.queue_high)"),
+    ENUM("kafka.transactions", NATKA__CONFIG_ENUM, kafka_transactions, "auto",
+         "auto|on|off",
+         "exactly-once: each batch is one Kafka transaction with the JetStream "
+         "position in a checkpoint topic; auto: on unless the cluster lacks "
+         "transactions (then idempotent only, with a warning)"),
+    STR("kafka.transactional_id", kafka_transactional_id, 0, "",
+        "transactional.id of this natka instance (fences its zombies), stable "
+        "across its restarts; \"\": "
+        "natka-<host>-<nats.name>-<stream>-<durable>"),
+    STR("kafka.checkpoint_topic", kafka_checkpoint_topic, F_NONEMPTY | F_TOPIC,
+        "natka.checkpoints",
+        "compacted topic holding each instance's committed positions"),
+    INT("kafka.transaction_max_events", kafka_txn_max_events, 0, "2000", 1,
+        1000000, "events in one transaction at most"),
+    INT("kafka.transaction_ms", kafka_txn_ms, 0, "100", 1, 60000,
+        "a transaction is committed at the latest this long after it began"),
     MAP("kafka.properties", kafka_props,
         "raw librdkafka properties (string values), applied last"),
 
@@ -157,11 +177,40 @@ static const row schema[] = {
         "ce-source given to events that have none"),
     STR("dlq.topic", dlq_topic, F_NONEMPTY | F_TOPIC, "natka.dlq",
         "dead-letter topic"),
+    STR("dlq.subject", dlq_subject, 0, "",
+        "NATS subject that also receives a copy of every dead letter (stored "
+        "by JetStream when a stream captures it); \"\": none"),
+
+    INT("retry.max_attempts", retry_max_attempts, 0, "0", 0, 1000000,
+        "deliveries of an event that Kafka keeps refusing before it is "
+        "dead-lettered; 0: retry until it succeeds"),
+    INT("retry.backoff_max_ms", retry_backoff_max_ms, 0, "60000", 0, 3600000,
+        "the redelivery delay doubles from jetstream.nak_delay_ms up to this"),
+
+    STR("spool.dir", spool_dir, 0, "",
+        "directory of the disk spool for core NATS subjects, request-reply "
+        "ingress and injected events; \"\": no spool"),
+    INT("spool.max_bytes", spool_max_bytes, 0, "1073741824", 65536,
+        (int64_t)1 << 50,
+        "size bound of the spool; when full, publishers are "
+        "pushed back"),
+    INT("spool.segment_bytes", spool_segment_bytes, 0, "67108864", 4096,
+        1073741824, "size of one spool segment file"),
+    ENUM("spool.fsync", NATKA__CONFIG_ENUM, spool_fsync, "interval",
+         "always|interval|never",
+         "always: fsync before a record is acknowledged; interval: every "
+         "spool.fsync_interval_ms; never: leave it to the OS"),
+    INT("spool.fsync_interval_ms", spool_fsync_interval_ms, 0, "100", 1, 60000,
+        "fsync period with spool.fsync = interval"),
 
     INT("limits.max_event_bytes", max_event_bytes, 0, "1048576", 1, 104857600,
         "larger events are dead-lettered"),
     INT("limits.max_inflight", max_inflight, 0, "10000", 1, 10000000,
         "events between source and Kafka confirmation"),
+    INT("limits.max_inflight_bytes", max_inflight_bytes, 0, "134217728",
+        1048576, (int64_t)1 << 40,
+        "bytes of events between source and Kafka confirmation; above it the "
+        "sources pause (the memory bound under a Kafka outage)"),
     INT("shutdown.drain_timeout_ms", drain_timeout_ms, 0, "30000", 0, 3600000,
         "how long a stop waits for in-flight events"),
     ENUM("log.level", NATKA__CONFIG_LEVEL, log_level, "info",
@@ -635,6 +684,10 @@ int natka__config_validate(const natka_config *conf, char *err, size_t errlen) {
     return natka__config_bad(err, errlen,
                              "'jetstream.subjects' must not be empty when "
                              "'jetstream.create_stream' is true");
+  if (strcmp(conf->ingress_store, "spool") == 0 && conf->spool_dir[0] == '\0')
+    return natka__config_bad(err, errlen,
+                             "'ingress.store' is 'spool' but 'spool.dir' is "
+                             "empty: set the directory of the spool");
   return 0;
 }
 

@@ -35,6 +35,7 @@ struct natka_config {
   natka__strlist ingress_subjects;
   char *ingress_queue;
   char *ingress_stream_prefix;
+  char *ingress_store; /* "jetstream" or "spool" */
 
   /* jetstream.* */
   int js_enabled;
@@ -55,9 +56,14 @@ struct natka_config {
   int64_t kafka_batch_size;
   char *kafka_compression;
   int64_t kafka_message_timeout_ms;
-  int64_t kafka_queue_high;  /* pause sources above this many queued */
-  int64_t kafka_queue_low;   /* resume below this */
-  natka__strmap kafka_props; /* raw librdkafka properties */
+  int64_t kafka_queue_high;     /* pause sources above this many queued */
+  int64_t kafka_queue_low;      /* resume below this */
+  natka__strmap kafka_props;    /* raw librdkafka properties */
+  char *kafka_transactions;     /* "auto", "on", "off" */
+  char *kafka_transactional_id; /* "": derived */
+  char *kafka_checkpoint_topic;
+  int64_t kafka_txn_max_events;
+  int64_t kafka_txn_ms;
 
   /* rules.* */
   natka__strlist rules_files;
@@ -76,10 +82,23 @@ struct natka_config {
   char *route_default_topic;
   char *event_source;
   char *dlq_topic;
+  char *dlq_subject; /* "": none */
+
+  /* retry.* */
+  int64_t retry_max_attempts; /* 0: unlimited */
+  int64_t retry_backoff_max_ms;
+
+  /* spool.* */
+  char *spool_dir; /* "": no spool */
+  int64_t spool_max_bytes;
+  int64_t spool_segment_bytes;
+  char *spool_fsync; /* "always", "interval", "never" */
+  int64_t spool_fsync_interval_ms;
 
   /* limits.* / shutdown.* */
   int64_t max_event_bytes;
   int64_t max_inflight;
+  int64_t max_inflight_bytes;
   int64_t drain_timeout_ms;
 
   /* log.* */

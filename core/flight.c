@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "gateway_int.h"
+#include "txn.h"
 #include "util.h"
 
 static void flight_free(natka__flight *f) {
@@ -23,6 +24,7 @@ static void flight_free(natka__flight *f) {
   free(f->dests);
   free(f->errmsg);
   free(f->dedup_key);
+  free(f->rule);
   natka_event_free(f->ev);
   free(f);
 }
@@ -40,11 +42,36 @@ static void note_failure(natka__flight *f, int err, const char *msg,
   f->retriable = retriable;
 }
 
+/* The redelivery delay after the attempt-th failure: jetstream.nak_delay_ms,
+ * doubled per attempt up to retry.backoff_max_ms. */
+static int64_t backoff_ms(const natka_config *c, int attempt) {
+  int64_t d = c->js_nak_delay_ms;
+  for (int i = 1; i < attempt && d < c->retry_backoff_max_ms; i++)
+    d *= 2;
+  return d > c->retry_backoff_max_ms &&
+                 c->retry_backoff_max_ms >= c->js_nak_delay_ms
+             ? c->retry_backoff_max_ms
+             : d;
+}
+
+/* A member of a transaction is settled once the transaction is decided
+ * (txn.c); everything else now. */
 static void finish(natka__flight *f, natka_fate fate, natka__settle how) {
+  if (f->txn_member)
+    natka__txn_park(f->gw->txn, f, fate, how);
+  else
+    natka__flight_settle(f, fate, how);
+}
+
+void natka__flight_settle(natka__flight *f, natka_fate fate,
+                          natka__settle how) {
   natka *gw = f->gw;
+  if (f->tracked)
+    natka__txn_untrack(gw->txn, f);
   switch (fate) {
   case NATKA_DELIVERED:
-    gw->stats.delivered++;
+    if (!f->committed_before) /* counted in already_committed */
+      gw->stats.delivered++;
     break;
   case NATKA_DROPPED:
     gw->stats.dropped++;
@@ -58,9 +85,14 @@ static void finish(natka__flight *f, natka_fate fate, natka__settle how) {
     break;
   }
   if (f->src != NULL) {
-    if (how == NATKA__SETTLE_NAK)
+    int64_t delay = gw->conf->js_nak_delay_ms;
+    if (how == NATKA__SETTLE_NAK) {
       gw->stats.nacked++;
-    f->src->vt->settle(f->src, f->token, how, gw->conf->js_nak_delay_ms);
+      /* Held events come back at the plain delay: holding is no failure. */
+      if (f->err != NATKA_EHELD && !f->plain_delay)
+        delay = backoff_ms(gw->conf, f->attempts);
+    }
+    f->src->vt->settle(f->src, f->token, how, delay);
   }
   if (f->cb != NULL) {
     int code = fate == NATKA_DEADLETTERED ? f->reason_code
@@ -70,8 +102,10 @@ static void finish(natka__flight *f, natka_fate fate, natka__settle how) {
                       f->dests, f->ndests};
     f->cb(gw, &r, f->cb_data);
   }
-  /* Not delivered: its redelivery must not count as a duplicate. */
-  if (f->dedup_key != NULL && fate == NATKA_FAILED) {
+  /* Not delivered (dead letters included: a replay must get through):
+   * its redelivery must not count as a duplicate. */
+  if (f->dedup_key != NULL &&
+      (fate == NATKA_FAILED || fate == NATKA_DEADLETTERED)) {
     natka__dedup_remove(gw->dedup, f->dedup_key, f->dedup_len);
     if (gw->claims != NULL)
       natka__claims_release(gw->claims, f->dedup_key, f->dedup_len);
@@ -82,6 +116,7 @@ static void finish(natka__flight *f, natka_fate fate, natka__settle how) {
                             natka_event_id(f->ev));
   }
   gw->inflight--;
+  gw->inflight_bytes -= f->bytes;
   flight_free(f);
   natka__gateway_update_pressure(gw);
   natka__gateway_maybe_finish_stop(gw);
@@ -104,20 +139,39 @@ static void complete(natka__flight *f) {
            f->dlq ? NATKA__SETTLE_TERM : NATKA__SETTLE_ACK);
     return;
   }
-  if (f->dlq || f->retriable || gw->state >= GW_CLOSING) {
+  int64_t max = gw->conf->retry_max_attempts;
+  int give_up = f->retriable && !f->dlq && max > 0 && f->attempts >= max;
+  if ((f->dlq || f->retriable || gw->state >= GW_CLOSING) && !give_up) {
     /* Not stored anywhere: the source redelivers it later. */
     natka__debug(&gw->log, "event %s not delivered (%s); nak'ed",
                  natka_event_id(f->ev), f->errmsg);
     finish(f, NATKA_FAILED, NATKA__SETTLE_NAK);
     return;
   }
-  char reason[512];
-  snprintf(reason, sizeof(reason), "kafka refused the event: %s",
-           f->errmsg ? f->errmsg : "unknown error");
+  char reason[600];
+  if (give_up)
+    snprintf(reason, sizeof(reason),
+             "gave up after %d attempt(s) (retry.max_attempts): %s",
+             f->attempts, f->errmsg ? f->errmsg : "unknown error");
+  else
+    snprintf(reason, sizeof(reason), "kafka refused the event: %s",
+             f->errmsg ? f->errmsg : "unknown error");
+  int code = give_up ? NATKA_ERETRIES : NATKA_EKAFKA;
   for (size_t i = 0; i < f->ndests; i++)
     free(f->dests[i].topic);
   f->ndests = 0;
-  dead_letter(f, NATKA_EKAFKA, reason, NULL);
+  if (f->txn_member) {
+    /* The failed record poisoned its transaction: librdkafka takes nothing
+     * more into it, and it will be aborted. The dead letter goes into the
+     * next one (natka__flight_aborted). */
+    free(f->errmsg);
+    f->errmsg = natka__strdup(reason);
+    f->reason_code = code;
+    f->dlq_pending = 1;
+    finish(f, NATKA_FAILED, NATKA__SETTLE_NAK);
+    return;
+  }
+  dead_letter(f, code, reason, NULL);
 }
 
 static int add_dest(natka__flight *f, const natka__delivery *d) {
@@ -149,8 +203,13 @@ void natka__flight_on_delivery(natka__sink *sink, void *opaque,
 static void send_one(natka__flight *f, natka__sink *sink,
                      const natka__dest *dest, const natka__header *extra,
                      size_t nextra) {
+  natka *gw = f->gw;
+  int rc = 0;
   f->pending++;
-  int rc = sink->vt->send(sink, f->ev, dest, extra, nextra, f);
+  if (sink == gw->sink && gw->txn != NULL && !f->txn_member)
+    rc = natka__txn_join(gw->txn, f);
+  if (rc == 0)
+    rc = sink->vt->send(sink, f->ev, dest, extra, nextra, f);
   if (rc != 0) {
     natka__delivery d = {.err = rc,
                          .errmsg = natka_strerror(rc),
@@ -178,6 +237,10 @@ static void dead_letter(natka__flight *f, int err, const char *reason,
   natka__warn(&gw->log, "event %s dead-lettered to %s: %.*s",
               natka_event_id(f->ev) ? natka_event_id(f->ev) : "(no id)",
               gw->conf->dlq_topic, first_line, reason);
+  char *keep_rule = rule != NULL ? natka__strdup(rule) : NULL;
+  free(f->rule); /* rule may be f->rule: copied first */
+  f->rule = keep_rule;
+  rule = keep_rule;
   free(f->errmsg);
   f->errmsg = natka__strdup(reason);
   f->reason_code = err;
@@ -194,12 +257,24 @@ static void dead_letter(natka__flight *f, int err, const char *reason,
   if (rule != NULL)
     extra[n++] = (natka__header){"natka-rule", (char *)rule, strlen(rule)};
   extra[n++] = (natka__header){"natka-source", where, strlen(where)};
-  snprintf(attempts, sizeof(attempts), "%d", 1);
+  snprintf(attempts, sizeof(attempts), "%d", f->attempts);
   extra[n++] = (natka__header){"natka-attempts", attempts, strlen(attempts)};
   extra[n++] = revision_header(gw);
 
   natka__dest dest = {.topic = gw->conf->dlq_topic, .partition = -1};
+  const char *subject = gw->conf->dlq_subject;
+  if (subject[0] == '\0' || gw->nats_sink == NULL) {
+    send_one(f, gw->sink, &dest, extra, n);
+    return;
+  }
+  /* Both copies must be confirmed; one extra count keeps a quick report of
+   * the first from completing f before the second is sent. */
+  natka__dest copy = {.topic = (char *)subject, .partition = -1};
+  f->pending++;
   send_one(f, gw->sink, &dest, extra, n);
+  send_one(f, gw->nats_sink, &copy, extra, n);
+  if (--f->pending == 0)
+    complete(f);
 }
 
 /* Decides where f goes and sends it there. */
@@ -313,11 +388,37 @@ static void dual_subject(natka *gw, const natka__flight *f,
  */
 static void dispatch_rest(natka__flight *f);
 
+static void dispatch_now(natka__flight *f);
+
+/* Events injected before Kafka answered wait: until then it is not known
+ * whether they go out in transactions (see on_sink_ready). */
 void natka__flight_dispatch(natka__flight *f) {
+  natka *gw = f->gw;
+  if (!gw->sink_ready) {
+    f->txn_next = NULL;
+    if (gw->early_tail != NULL)
+      gw->early_tail->txn_next = f;
+    else
+      gw->early = f;
+    gw->early_tail = f;
+    return;
+  }
+  if (gw->txn == NULL || !natka__txn_gate(gw->txn, f, dispatch_now))
+    dispatch_now(f);
+}
+
+static void dispatch_now(natka__flight *f) {
   natka *gw = f->gw;
   char err[1024];
 
-  size_t size = natka__event_wire_size(f->ev);
+  if (f->reason_code == NATKA_EMALFORMED) { /* see natka__gateway_accept */
+    char *why = f->errmsg;
+    f->errmsg = NULL;
+    dead_letter(f, NATKA_EMALFORMED, why, NULL);
+    free(why);
+    return;
+  }
+  size_t size = (size_t)f->bytes;
   if (size > (size_t)gw->conf->max_event_bytes) {
     gw->stats.oversized++;
     snprintf(err, sizeof(err),
@@ -360,6 +461,9 @@ static void dispatch_rest(natka__flight *f) {
   natka__route route = {0};
   natka__degrade d = {0};
   char err[1024], subject[512];
+
+  if (gw->txn != NULL && natka__txn_gate(gw->txn, f, dispatch_rest))
+    return;
 
   if (degrade_stage(f, &d)) {
     natka__degrade_clear(&d);
@@ -406,13 +510,47 @@ done:
   natka__degrade_clear(&d);
 }
 
+/* A second write of a dead letter whose transaction was aborted. */
+static void dead_letter_again(natka__flight *f) {
+  char *why = f->errmsg;
+  f->errmsg = NULL;
+  dead_letter(f, f->reason_code, why ? why : "(reason lost)", f->rule);
+  free(why);
+}
+
+void natka__flight_aborted(natka__flight *f) {
+  natka *gw = f->gw;
+  for (size_t i = 0; i < f->ndests; i++)
+    free(f->dests[i].topic);
+  f->ndests = 0;
+  f->pending = 0;
+  /* Dead-lettered stays dead-lettered: what failed for good fails again,
+   * and its transaction would abort again, forever. */
+  if (((f->txn_fate == NATKA_DEADLETTERED && f->dlq) || f->dlq_pending) &&
+      gw->state < GW_CLOSING) {
+    f->err = 0;
+    f->dlq = 0;
+    f->dlq_pending = 0;
+    if (!natka__txn_gate(gw->txn, f, dead_letter_again))
+      dead_letter_again(f);
+    return;
+  }
+  f->err = 0;
+  note_failure(f, NATKA_EKAFKA, "its Kafka transaction was aborted", 1);
+  f->plain_delay = 1; /* maybe through no fault of its own: no backoff */
+  natka__flight_settle(f, NATKA_FAILED, NATKA__SETTLE_NAK);
+}
+
 natka__flight *natka__flight_new(natka *gw, natka_event *ev) {
   natka__flight *f = calloc(1, sizeof(*f));
   if (f == NULL)
     return NULL;
   f->gw = gw;
   f->ev = ev;
+  f->attempts = 1;
+  f->bytes = (int64_t)natka__event_wire_size(ev);
   gw->inflight++;
+  gw->inflight_bytes += f->bytes;
   gw->stats.events_in++;
   return f;
 }
@@ -429,13 +567,47 @@ void natka__gateway_accept(natka *gw, natka__source *src, natka_event *ev,
   }
   f->src = src;
   f->token = token;
+  if (src->vt->attempt != NULL)
+    f->attempts = src->vt->attempt(src, token);
+  /* A redelivery of what a committed transaction holds (natka died between
+   * the commit and the ack): the ack is all that is left to do. */
+  if (gw->txn != NULL && natka__txn_committed(gw->txn, src, token)) {
+    gw->stats.already_committed++;
+    f->committed_before = 1;
+    natka__debug(&gw->log, "event %s: already committed; acked",
+                 natka_event_id(ev));
+    natka__flight_settle(f, NATKA_DELIVERED, NATKA__SETTLE_ACK);
+    return;
+  }
+  if (gw->txn != NULL && natka__txn_track(gw->txn, f)) {
+    /* JetStream gave it again while the first copy is still here (its
+     * in-progress marks did not reach the server): that copy decides. */
+    note_failure(f, NATKA_EBUSY, "redelivered while still in flight", 1);
+    f->plain_delay = 1;
+    natka__flight_settle(f, NATKA_FAILED, NATKA__SETTLE_NAK);
+    return;
+  }
   if (malformed != NULL) {
     gw->stats.malformed++;
-    dead_letter(f, NATKA_EMALFORMED, malformed, NULL);
-  } else {
-    natka__flight_dispatch(f);
+    f->reason_code = NATKA_EMALFORMED;
+    if ((f->errmsg = natka__strdup(malformed)) == NULL)
+      f->errmsg = natka__strdup("malformed");
   }
+  natka__flight_dispatch(f);
   natka__gateway_update_pressure(gw);
+}
+
+int natka__gateway_spool(natka *gw, natka__source *src, natka_event *ev) {
+  char err[512];
+  if (gw->spool == NULL)
+    return 1;
+  int rc = natka__spool_put_event(gw->spool, ev, NULL, err, sizeof(err));
+  natka_event_free(ev);
+  if (rc == NATKA_EBUSY)
+    natka__gateway_count_drop(gw, src, "spool full (spool.max_bytes)");
+  else if (rc != 0)
+    natka__gateway_count_drop(gw, src, err);
+  return rc;
 }
 
 void natka__gateway_count_drop(natka *gw, natka__source *src, const char *why) {
@@ -452,15 +624,17 @@ void natka__gateway_update_pressure(natka *gw) {
   int64_t queued = (int64_t)gw->sink->vt->queued(gw->sink);
   const natka_config *c = gw->conf;
   if (!gw->paused &&
-      (gw->inflight >= c->max_inflight || queued >= c->kafka_queue_high)) {
+      (gw->inflight >= c->max_inflight || queued >= c->kafka_queue_high ||
+       gw->inflight_bytes >= c->max_inflight_bytes)) {
     gw->paused = 1;
     natka__debug(&gw->log,
-                 "backpressure: pausing sources (%" PRId64
-                 " in natka__flight, %" PRId64 " queued for Kafka)",
-                 gw->inflight, queued);
+                 "backpressure: pausing sources (%" PRId64 " event(s), %" PRId64
+                 " bytes in flight, %" PRId64 " queued for Kafka)",
+                 gw->inflight, gw->inflight_bytes, queued);
     for (size_t i = 0; i < gw->nsources; i++)
       gw->sources[i]->vt->pause(gw->sources[i]);
   } else if (gw->paused && gw->inflight <= c->max_inflight * 3 / 4 &&
+             gw->inflight_bytes <= c->max_inflight_bytes * 3 / 4 &&
              queued <= c->kafka_queue_low) {
     gw->paused = 0;
     natka__debug(&gw->log, "backpressure: resuming sources");

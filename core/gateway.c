@@ -13,6 +13,7 @@
 
 #include "config_int.h"
 #include "gateway_int.h"
+#include "txn.h"
 #include "util.h"
 
 /* ------------------------------------------------------------ public API */
@@ -43,7 +44,13 @@ const char *const *natka__gateway_stat_names(size_t *n) {
       STATS_MAP(STAT_NAME)
 #undef STAT_NAME
           "rules_revision",
-      "ingress_accepted", "ingress_refused", "inflight", "kafka_queued"};
+      "ingress_accepted",
+      "ingress_refused",
+      "inflight",
+      "inflight_bytes",
+      "kafka_queued",
+      "spool_pending",
+      "spool_bytes"};
   *n = sizeof(names) / sizeof(*names);
   return names;
 }
@@ -60,8 +67,16 @@ int64_t natka_stat(const natka *gw, const char *name) {
     return natka__ingress_stat(gw->ingress, 1);
   if (strcmp(name, "rules_revision") == 0)
     return (int64_t)gw->rules_revision;
+  if (strcmp(name, "spool_pending") == 0 || strcmp(name, "spool_bytes") == 0) {
+    natka__spool_stats st = {0};
+    if (gw->spool != NULL)
+      natka__spool_get_stats(gw->spool, &st);
+    return (int64_t)(name[6] == 'p' ? st.pending : st.bytes);
+  }
   if (strcmp(name, "inflight") == 0)
     return gw->inflight;
+  if (strcmp(name, "inflight_bytes") == 0)
+    return gw->inflight_bytes;
   if (strcmp(name, "kafka_queued") == 0)
     return gw->sink ? (int64_t)gw->sink->vt->queued(gw->sink) : 0;
   return -1;
@@ -77,7 +92,7 @@ static int kv_mode(const natka_config *c) {
 static int uses_nats(const natka_config *c) {
   return c->js_enabled || c->nats_subjects.n > 0 || kv_mode(c) ||
          c->ingress_subjects.n > 0 || c->switches_bucket[0] != '\0' ||
-         c->dedup_shared_bucket[0] != '\0';
+         c->dedup_shared_bucket[0] != '\0' || c->dlq_subject[0] != '\0';
 }
 
 int natka_new(natka **out, natka_config *conf, uv_loop_t *loop, char *errbuf,
@@ -126,6 +141,13 @@ int natka_new(natka **out, natka_config *conf, uv_loop_t *loop, char *errbuf,
       goto fail;
   }
 
+  /* A spool that cannot be opened (permissions, another natka holds it)
+   * stops the start; a damaged one is repaired and reported. */
+  if (conf->spool_dir[0] != '\0' &&
+      (rc = natka__spool_open_conf(&gw->spool, conf, &gw->log, errbuf,
+                                   errlen)) != 0)
+    goto fail;
+
   if (loop == NULL) {
     if (uv_loop_init(&gw->own_loop) != 0) {
       rc = natka__errf(errbuf, errlen, NATKA_ENOMEM, "cannot create a loop");
@@ -139,6 +161,8 @@ int natka_new(natka **out, natka_config *conf, uv_loop_t *loop, char *errbuf,
   return 0;
 
 fail:
+  if (gw->spool != NULL)
+    natka__spool_close(gw->spool, NULL, 0);
   natka__rules_free(gw->rules);
   natka__dedup_free(gw->dedup);
   natka__log_destroy(&gw->log);
@@ -169,9 +193,41 @@ static void maybe_start_sources(natka *gw) {
   }
 }
 
+/* Dispatches the events injected before Kafka answered (fail: they are
+ * reported as not delivered, the gateway is stopping). */
+static void dispatch_early(natka *gw) {
+  natka__flight *f = gw->early;
+  gw->early = gw->early_tail = NULL;
+  while (f != NULL) {
+    natka__flight *next = f->txn_next;
+    if (gw->state >= GW_CLOSING) {
+      f->err = NATKA_ESTOPPED;
+      f->errmsg = natka__strdup("natka stopped before Kafka answered");
+      natka__flight_settle(f, NATKA_FAILED, NATKA__SETTLE_NAK);
+    } else {
+      natka__flight_dispatch(f);
+    }
+    f = next;
+  }
+}
+
+/* With transactions, the checkpoint read at start says what committed
+ * transactions already hold; nothing is fetched before it is known. */
 static void on_sink_ready(natka__sink *sink) {
-  sink->gw->sink_ready = 1;
-  maybe_start_sources(sink->gw);
+  natka *gw = sink->gw;
+  char err[1024];
+  if (natka__sink_kafka_txn_on(sink) && gw->txn == NULL) {
+    if (natka__txn_new(&gw->txn, gw, natka__sink_kafka_checkpoint(sink), err,
+                       sizeof(err)) != 0) {
+      natka__error(&gw->log, "%s", err);
+      natka__gateway_fatal(gw, NATKA_EKAFKA);
+      return;
+    }
+    gw->txn_open = 1;
+  }
+  gw->sink_ready = 1;
+  dispatch_early(gw);
+  maybe_start_sources(gw);
 }
 
 /* Gives the current switches to a rules state. */
@@ -243,6 +299,13 @@ int natka_start(natka *gw) {
     gw->sources[gw->nsources++] = src;
     gw->sources_open++;
   }
+  if (gw->spool != NULL) {
+    if ((rc = natka__source_spool_new(&src, gw, gw->spool, err, sizeof(err))) !=
+        0)
+      goto fail;
+    gw->sources[gw->nsources++] = src;
+    gw->sources_open++;
+  }
   if (uses_nats(gw->conf)) {
     if ((rc =
              natka__sink_nats_new(&gw->nats_sink, gw, natka__flight_on_delivery,
@@ -251,7 +314,8 @@ int natka_start(natka *gw) {
     gw->nats_sink_open = 1;
   }
   if (gw->conf->ingress_subjects.n > 0) {
-    if ((rc = natka__ingress_new(&gw->ingress, gw, err, sizeof(err))) != 0 ||
+    if ((rc = natka__ingress_new(&gw->ingress, gw, gw->spool, err,
+                                 sizeof(err))) != 0 ||
         (rc = natka__ingress_start(gw->ingress)) != 0)
       goto fail;
   }
@@ -308,7 +372,8 @@ static void on_stop_done(natka *gw) {
 static void maybe_closed(natka *gw) {
   if (gw->state == GW_CLOSING && gw->sources_open == 0 && !gw->sink_open &&
       !gw->reload_open && !gw->switches_open && !gw->claims_open &&
-      !gw->nats_sink_open && !gw->drain_timer_open && gw->signals_open == 0)
+      !gw->nats_sink_open && !gw->drain_timer_open && gw->signals_open == 0 &&
+      !gw->txn_open && !gw->ingress_open)
     on_stop_done(gw);
 }
 
@@ -368,6 +433,18 @@ static void on_switches_closed(void *data) {
   maybe_closed(gw);
 }
 
+static void on_ingress_closed(void *data) {
+  natka *gw = data;
+  gw->ingress_open = 0;
+  maybe_closed(gw);
+}
+
+static void on_txn_closed(void *data) {
+  natka *gw = data;
+  gw->txn_open = 0;
+  maybe_closed(gw);
+}
+
 static void on_reload_closed(void *data) {
   natka *gw = data;
   gw->reload = NULL;
@@ -379,7 +456,12 @@ static void close_all(natka *gw, int status) {
   if (gw->state == GW_CLOSING || gw->state == GW_STOPPED)
     return;
   gw->state = GW_CLOSING;
-  gw->stop_status = status;
+  if (gw->stop_status == 0) /* a fatal status set first is kept */
+    gw->stop_status = status;
+  /* Transactions first: flights waiting for one must be settled before the
+   * sinks they would go to close. */
+  if (gw->txn_open)
+    natka__txn_close(gw->txn, on_txn_closed, gw);
   if (status != 0)
     natka__warn(&gw->log,
                 "shutdown: %" PRId64 " event(s) still in natka__flight after "
@@ -406,6 +488,12 @@ static void close_all(natka *gw, int status) {
     gw->sources[i]->vt->pause(gw->sources[i]);
   if (gw->nats_sink_open)
     gw->nats_sink->vt->close(gw->nats_sink, on_nats_sink_closed);
+  if (gw->ingress != NULL && !gw->ingress_closing) {
+    gw->ingress_closing = 1;
+    gw->ingress_open = 1;
+    natka__ingress_close(gw->ingress, on_ingress_closed, gw);
+  }
+  dispatch_early(gw);
   if (gw->sink != NULL) {
     gw->sink->vt->close(gw->sink, on_sink_closed);
   } else {
@@ -427,6 +515,8 @@ static void on_source_stopped(natka__source *src) {
 }
 
 void natka__gateway_fatal(natka *gw, int status) {
+  if (gw->stop_status == 0)
+    gw->stop_status = status;
   if (gw->state == GW_STARTED)
     natka_stop(gw, NULL, NULL);
   /* Nothing more can be confirmed: do not wait for the drain. */
@@ -466,6 +556,8 @@ int natka_stop(natka *gw, natka_stop_cb cb, void *data) {
   }
   for (size_t i = 0; i < gw->nsources; i++)
     gw->sources[i]->vt->stop(gw->sources[i], on_source_stopped);
+  if (gw->txn != NULL)
+    natka__txn_flush(gw->txn);
   natka__gateway_maybe_finish_stop(gw);
   return 0;
 }
@@ -476,7 +568,8 @@ int natka_inject(natka *gw, natka_event *ev, natka_report_cb cb, void *data) {
     return NATKA_EINVAL;
   if (gw->state != GW_STARTED)
     return NATKA_ESTOPPED;
-  if (gw->inflight >= gw->conf->max_inflight || gw->rules == NULL)
+  if (gw->inflight >= gw->conf->max_inflight ||
+      gw->inflight_bytes >= gw->conf->max_inflight_bytes || gw->rules == NULL)
     return NATKA_EBUSY;
   if (natka__event_wire_size(ev) > (size_t)gw->conf->max_event_bytes)
     return NATKA_ETOOBIG;
@@ -501,6 +594,12 @@ void natka_free(natka *gw) {
   natka__rules_free(gw->rules);
   natka__dedup_free(gw->dedup);
   natka__ingress_free(gw->ingress);
+  natka__txn_free(gw->txn);
+  if (gw->spool != NULL) { /* persists the floor the sources reached */
+    char err[512];
+    if (natka__spool_close(gw->spool, err, sizeof(err)) != 0)
+      natka__error(&gw->log, "%s", err);
+  }
   if (gw->nats_sink != NULL)
     gw->nats_sink->vt->free(gw->nats_sink);
   if (gw->owns_loop)

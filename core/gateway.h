@@ -39,6 +39,15 @@ void natka__gateway_switches_changed(natka *gw);
 /* Counts a rejected rule set (rules_rejected). */
 void natka__gateway_rules_rejected(natka *gw);
 
+/*
+ * For sources without acks (core NATS): stores ev in the disk spool, from
+ * which the spool source delivers it, so that it survives a Kafka outage
+ * and a restart. Returns 1 when there is no spool (accept ev as usual;
+ * still the caller's); otherwise ev is taken and 0 means stored, NATKA_EBUSY
+ * (spool full) or NATKA_EIO (write failed) that it was dropped and counted.
+ */
+int natka__gateway_spool(natka *gw, natka__source *src, natka_event *ev);
+
 /* Counts an event a source had to drop before it reached the gateway
  * (at-most-once sources under overload), so the loss is never silent. */
 void natka__gateway_count_drop(natka *gw, natka__source *src, const char *why);

@@ -14,6 +14,7 @@
 #include "ingress.h"
 #include "reload.h"
 #include "rules.h"
+#include "spool.h"
 #include "switches.h"
 
 typedef enum {
@@ -40,7 +41,10 @@ typedef enum {
   XX(deduplicated)                                                             \
   XX(held)                                                                     \
   XX(degrade_drops)                                                            \
-  XX(dual_writes)
+  XX(dual_writes)                                                              \
+  XX(txn_commits)                                                              \
+  XX(txn_aborts)                                                               \
+  XX(already_committed)
 
 typedef struct natka__gw_stats {
 #define STAT_FIELD(name) int64_t name;
@@ -53,6 +57,8 @@ typedef struct natka__flight_dest {
   int32_t partition;
   int64_t offset;
 } natka__flight_dest;
+
+typedef struct natka__txn natka__txn;
 
 typedef struct natka__flight {
   natka *gw;
@@ -71,6 +77,23 @@ typedef struct natka__flight {
   size_t ndests;
   char *dedup_key; /* taken in the dedup window; released if not delivered */
   size_t dedup_len;
+  char *rule;   /* the rule that dead-lettered it, for a second DLQ write */
+  int attempts; /* deliveries of its source message (1 when unknown) */
+  int committed_before; /* found in the checkpoint: acked, not produced */
+  int dlq_pending;      /* to be dead-lettered in the next transaction */
+  int plain_delay;      /* nak'ed without backoff */
+  int tracked;          /* its position is in the transactions' in-flight set */
+  uint64_t tracked_pos;
+  int64_t bytes; /* counted in gw->inflight_bytes */
+
+  /* Transactions (txn.c). */
+  struct natka__flight *txn_next; /* members, or flights waiting */
+  void (*txn_resume)(struct natka__flight *f);
+  int txn_member;
+  natka_fate txn_fate; /* parked outcome */
+  natka__settle txn_how;
+  int has_pos;
+  uint64_t pos; /* source position, when has_pos */
 } natka__flight;
 
 struct natka_report {
@@ -102,12 +125,17 @@ struct natka {
   natka__switches *switches;
   int switches_open;
   natka__dedup *dedup;
-  natka__claims *claims;   /* shared dedup window; NULL when off */
-  natka__ingress *ingress; /* request-reply ingress; NULL when off */
+  natka__claims *claims;             /* shared dedup window; NULL when off */
+  natka__ingress *ingress;           /* request-reply ingress; NULL when off */
+  natka__txn *txn;                   /* NULL: no transactions */
+  natka__spool *spool;               /* NULL: spool.dir is "" */
+  natka__flight *early, *early_tail; /* injected before Kafka answered */
+  int txn_open;
+  int ingress_open, ingress_closing;
   int claims_open;
   int sink_ready;
   int sources_started;
-  natka__source *sources[2];
+  natka__source *sources[3];
   size_t nsources;
   size_t sources_stopped;
   size_t sources_open;
@@ -115,6 +143,7 @@ struct natka {
 
   int paused;
   int64_t inflight;
+  int64_t inflight_bytes;
   natka__gw_stats stats;
 
   uv_timer_t drain_timer;
@@ -128,6 +157,12 @@ struct natka {
 
 /* flight.c */
 natka__flight *natka__flight_new(natka *gw, natka_event *ev);
+/* Settles f's source, reports its fate and frees it (txn.c calls it once
+ * the transaction f belongs to is decided). */
+void natka__flight_settle(natka__flight *f, natka_fate fate, natka__settle how);
+/* f's transaction was aborted: nak it, or dead-letter it again when that
+ * was its fate. */
+void natka__flight_aborted(natka__flight *f);
 void natka__flight_dispatch(natka__flight *f);
 void natka__flight_on_claim(void *opaque, natka__claim_result result);
 void natka__flight_on_delivery(natka__sink *sink, void *opaque,

@@ -10,11 +10,18 @@
 #include <stdint.h>
 
 #include "natka/natka.h"
+#include "spool.h"
 
 typedef struct natka__ingress natka__ingress;
 
-int natka__ingress_new(natka__ingress **out, natka *gw, char *err,
-                       size_t errlen);
+/* spool: where requests are stored with ingress.store = "spool" (owned by
+ * the gateway, outliving the ingress), else NULL. */
+int natka__ingress_new(natka__ingress **out, natka *gw, natka__spool *spool,
+                       char *err, size_t errlen);
+/* Answers what was handed to the loop and closes the loop handle; `done`
+ * runs on the loop once it is closed. Loop thread, once, before free. */
+void natka__ingress_close(natka__ingress *in, void (*done)(void *data),
+                          void *data);
 /* Connects (in the background when NATS is not there yet) and subscribes.
  * Returns 0 or NATKA_ENATS. Loop thread. */
 int natka__ingress_start(natka__ingress *in);

@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,10 @@ static const char usage_text[] =
     "  config  print the configuration reference (every key, its default)\n"
     "  rules   manage the rules bucket in NATS KV: push, test, status,\n"
     "          rollback (see 'natka rules --help')\n"
+    "  spool   look inside the disk spool and act on it: inspect, verify,\n"
+    "          replay (see 'natka spool --help')\n"
+    "  dlq     send dead letters back through the rules: replay\n"
+    "          (see 'natka dlq --help')\n"
     "\n"
     "Options (run, check):\n"
     "  -c, --config FILE     configuration file: a Lua chunk returning a "
@@ -143,6 +148,9 @@ static void ensure_stdio(void) {
 
 int main(int argc, char **argv) {
   ensure_stdio();
+  /* Past a file size limit, a write to the spool fails (EFBIG) and is
+   * reported like a full disk, instead of the signal killing natka. */
+  signal(SIGXFSZ, SIG_IGN);
   if (argc < 2)
     return usage_error("%s", "no command given");
   const char *cmd = argv[1];
@@ -157,6 +165,10 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "rules") == 0)
     return natka__cmd_rules(argc, argv);
+  if (strcmp(cmd, "spool") == 0)
+    return natka__cmd_spool(argc, argv);
+  if (strcmp(cmd, "dlq") == 0)
+    return natka__cmd_dlq(argc, argv);
   for (int i = 2; i < argc; i++)
     if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
       fputs(usage_text, stdout);

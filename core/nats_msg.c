@@ -1,5 +1,6 @@
 #include "nats_msg.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -17,8 +18,11 @@ static int flatten(natsMsg *msg, natka__wire_header **out, size_t *n) {
   size_t count = 0;
   *out = NULL;
   *n = 0;
-  if (natsMsgHeader_Keys(msg, &keys, &nkeys) != NATS_OK)
+  natsStatus st = natsMsgHeader_Keys(msg, &keys, &nkeys);
+  if (st == NATS_NOT_FOUND)
     return 0; /* no headers */
+  if (st != NATS_OK)
+    return st == NATS_NO_MEMORY ? NATKA_ENOMEM : NATKA_EMALFORMED;
   for (int pass = 0; pass < 2; pass++) {
     count = 0;
     for (int k = 0; k < nkeys; k++) {
@@ -84,7 +88,22 @@ int natka__nats_msg_decode(natsMsg *msg, const char *default_id,
 
   *out = NULL;
   *malformed = NULL;
-  if ((rc = flatten(msg, &wh, &nwh)) != 0)
+  if ((rc = flatten(msg, &wh, &nwh)) == NATKA_EMALFORMED) {
+    /* nats.c could not parse the header block: keep the payload. */
+    const char *why = nats_GetLastError(NULL);
+    snprintf(err, sizeof(err), "headers cannot be parsed: %s",
+             why != NULL && *why ? why : "protocol error");
+    if ((rc = natka_event_new(&ev)) == 0 &&
+        (rc = salvage(msg, default_id, NULL, 0, ev)) == 0 &&
+        (*malformed = natka__strdup(err)) == NULL)
+      rc = NATKA_ENOMEM;
+    if (rc == 0) {
+      *out = ev;
+      ev = NULL;
+    }
+    goto done;
+  }
+  if (rc != 0)
     return rc;
   if ((rc = natka_event_new(&ev)) != 0)
     goto done;

@@ -43,6 +43,21 @@ typedef struct natka__source_vt {
   /* Writes where the event behind token came from, for dead-letter headers
    * and logs ("stream EVENTS seq 42 delivery 3"). */
   void (*describe)(natka__source *src, void *token, char *buf, size_t len);
+  /* Where the event behind token stands in the source (a JetStream stream
+   * sequence): 0 with *pos set, or -1 when the source has no positions.
+   * NULL when none of its events have one. */
+  int (*position)(natka__source *src, void *token, uint64_t *pos);
+  /* What the positions are positions in, so that a stream deleted and
+   * created again, or a new spool in the same directory, does not inherit
+   * the old one's checkpoint: "EVENTS@<creation time>". NULL when unknown
+   * yet (no event was handed over); NULL function: the source's name. */
+  const char *(*identity)(natka__source *src);
+  /* Positions at or below this are never handed over again (JetStream: the
+   * consumer's ack floor, refreshed every few seconds); 0 when unknown. */
+  uint64_t (*floor)(natka__source *src);
+  /* How many times the event behind token was handed over (1 the first
+   * time); NULL when the source does not know. */
+  int (*attempt)(natka__source *src, void *token);
   /* Stops fetching for good; settle still works until close. `done` runs
    * once nothing more will be accepted from this source. */
   void (*stop)(natka__source *src, void (*done)(natka__source *src));
@@ -107,6 +122,39 @@ int natka__sink_nats_new(natka__sink **out, natka *gw, natka__delivery_cb cb,
                          char *err, size_t errlen);
 /* The bootstrap address of the embedded (mock) cluster, or NULL. */
 const char *natka__sink_kafka_embedded(natka__sink *sink);
+
+/*
+ * Kafka transactions (sink_kafka.c; loop thread). With kafka.transactions
+ * on, the sink is ready only once init_transactions() succeeded and the last
+ * checkpoint was read; then every send must fall between txn_begin and
+ * txn_end. txn.c drives them.
+ */
+typedef enum {
+  NATKA__TXN_OK = 0,
+  NATKA__TXN_ABORT,  /* the transaction failed: abort it, retry its events */
+  NATKA__TXN_RETRY,  /* a passing failure: call txn_end again */
+  NATKA__TXN_FENCED, /* another producer took our transactional.id: stop */
+  NATKA__TXN_FATAL   /* the producer is unusable: stop */
+} natka__txn_status;
+typedef void (*natka__txn_done)(natka__sink *sink, natka__txn_status st,
+                                const char *msg, void *data);
+/* Whether this sink produces in transactions (known once it is ready). */
+int natka__sink_kafka_txn_on(natka__sink *sink);
+const char *natka__sink_kafka_txn_id(natka__sink *sink);
+/* The checkpoint record read at start (JSON), or NULL when there was none. */
+const char *natka__sink_kafka_checkpoint(natka__sink *sink);
+int natka__sink_kafka_txn_begin(natka__sink *sink, char *err, size_t errlen);
+/* Produces the checkpoint record into the open transaction (partition 0 of
+ * kafka.checkpoint_topic, key = the transactional.id). 0, NATKA_EBUSY or
+ * NATKA_EKAFKA; a failed delivery fails the commit. */
+int natka__sink_kafka_txn_checkpoint(natka__sink *sink, const char *value,
+                                     size_t len);
+/* Commits (commit != 0) or aborts the open transaction on the threadpool;
+ * `cb` runs on the loop with the outcome. Every send of the transaction must
+ * have been reported before a commit. Fenced and fatal outcomes have also
+ * stopped the gateway. */
+void natka__sink_kafka_txn_end(natka__sink *sink, int commit,
+                               natka__txn_done cb, void *data);
 
 int natka__source_jetstream_new(natka__source **out, natka *gw, char *err,
                                 size_t errlen);

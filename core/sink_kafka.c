@@ -1,14 +1,22 @@
 /*
- * The Kafka sink: an idempotent librdkafka producer whose delivery reports
- * arrive on the loop thread.
+ * The Kafka sink: an idempotent (by default transactional) librdkafka
+ * producer whose delivery reports arrive on the loop thread.
  *
  * librdkafka runs its own threads. Its main queue (delivery reports, errors,
  * logs) is wired to a pipe with rd_kafka_queue_io_event_enable(); a uv_poll on
- * the pipe's read end wakes the loop, which serves the queue with
- * rd_kafka_poll(rk, 0) until it is empty. librdkafka writes to the pipe only
+ * the pipe's read end wakes the loop, which serves the queue as events with
+ * rd_kafka_queue_poll() until it is empty. librdkafka writes to the pipe only
  * when the queue goes from empty to non-empty, so each wake-up drains it all;
  * a slow timer covers the one race in that scheme (a report queued between
- * our last poll and the next write).
+ * our last poll and the next write). Events rather than callbacks: the
+ * blocking transaction calls below run on the threadpool, and with callbacks
+ * their internal flush would serve the queue, and run our callbacks, there.
+ *
+ * Start-up runs on the threadpool, retried with backoff until it succeeds:
+ * a metadata request (the cluster is there; it also warms the metadata
+ * cache), then with transactions init_transactions() (which fences a
+ * previous incarnation and ends its open transaction), creating the
+ * checkpoint topic, and reading this instance's last checkpoint.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +28,7 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "checkpoint.h"
 #include "codec.h"
 #include "gateway.h"
 #include "util.h"
@@ -29,6 +38,8 @@
 #define PROBE_BACKOFF_MIN_MS 250
 #define PROBE_BACKOFF_MAX_MS 10000
 #define EMBEDDED_BROKERS 3
+#define TXN_INIT_TIMEOUT_MS 5000
+#define TXN_TIMEOUT_MS 60000
 
 typedef struct kafka_sink {
   natka__sink base;
@@ -40,6 +51,8 @@ typedef struct kafka_sink {
   uv_poll_t poll;
   uv_timer_t timer;
   int handles_open;
+  int handles_closing;
+  int stopped; /* a fatal error stopped the gateway */
 
   /* Readiness: a metadata request on the threadpool, retried with backoff
    * on `retry` until the cluster answers. */
@@ -55,6 +68,27 @@ typedef struct kafka_sink {
   char *embedded; /* bootstrap address of the embedded cluster */
   void (*closed)(natka__sink *sink);
   int64_t last_error_log_ns;
+
+  /* Transactions (txn != 0). Start-up results, written by the probe work. */
+  int txn;
+  char *txn_id;
+  int txn_inited;        /* init_transactions done */
+  int txn_ready;         /* ... and the checkpoint topic is there */
+  int start_rc;          /* NATKA_E* of the step that failed */
+  int start_fatal;       /* ... and the producer cannot be used again */
+  int start_unsupported; /* the cluster has no transactions */
+  char start_err[512];
+  char *checkpoint; /* the last checkpoint read at start, or NULL */
+  /* One commit or abort at a time, on the threadpool. */
+  uv_work_t txn_work;
+  int txn_busy;
+  int txn_commit;  /* 1 commit, 0 abort */
+  int txn_waiting; /* commit asked, waiting for the checkpoint's report */
+  rd_kafka_error_t *txn_error;
+  natka__txn_done txn_cb;
+  void *txn_data;
+  int ckpt_tag; /* its address marks the checkpoint record's reports */
+  int ckpt_pending;
 } kafka_sink;
 
 static int kafka_set(rd_kafka_conf_t *kc, const char *key, const char *value,
@@ -87,11 +121,19 @@ static int permanent_error(rd_kafka_resp_err_t err) {
   }
 }
 
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
-                        void *opaque) {
-  kafka_sink *ks = opaque;
+static void start_txn_work(kafka_sink *ks);
+
+static void on_delivery(kafka_sink *ks, const rd_kafka_message_t *m) {
   natka__delivery d = {0};
-  (void)rk;
+  if (m->_private == &ks->ckpt_tag) {
+    /* A failed checkpoint fails the commit too; librdkafka says why. */
+    ks->ckpt_pending--;
+    if (ks->ckpt_pending == 0 && ks->txn_waiting) {
+      ks->txn_waiting = 0;
+      start_txn_work(ks);
+    }
+    return;
+  }
   d.topic = rd_kafka_topic_name(m->rkt);
   d.partition = m->partition;
   d.offset = m->offset;
@@ -104,17 +146,39 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
   ks->base.on_delivery(&ks->base, m->_private, &d);
 }
 
-static void on_error(rd_kafka_t *rk, int err, const char *reason,
-                     void *opaque) {
-  kafka_sink *ks = opaque;
+/* Another producer took over our transactional.id. */
+static int fenced(rd_kafka_resp_err_t err) {
+  return err == RD_KAFKA_RESP_ERR__FENCED ||
+         err == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+         err == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+}
+
+static void fatal_stop(kafka_sink *ks, rd_kafka_resp_err_t err,
+                       const char *why) {
+  if (ks->stopped++) /* librdkafka reports it more than once */
+    return;
+  if (fenced(err)) {
+    natka__error(ks->log,
+                 "kafka: fenced: another natka started with transactional.id "
+                 "'%s' (%s); this one stops. Give each instance its own "
+                 "nats.name or kafka.transactional_id",
+                 ks->txn_id, why);
+    natka__gateway_fatal(ks->base.gw, NATKA_EFENCED);
+    return;
+  }
+  natka__error(ks->log,
+               "kafka: fatal producer error: %s; stopping (what "
+               "was not confirmed is redelivered)",
+               why);
+  natka__gateway_fatal(ks->base.gw, NATKA_EKAFKA);
+}
+
+static void on_error(kafka_sink *ks, int err, const char *reason) {
   char fatal[512];
   if (err == RD_KAFKA_RESP_ERR__FATAL) {
-    rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
-    natka__error(ks->log,
-                 "kafka: fatal producer error: %s; stopping (what "
-                 "was not confirmed is redelivered)",
-                 fatal);
-    natka__gateway_fatal(ks->base.gw, NATKA_EKAFKA);
+    rd_kafka_resp_err_t orig =
+        rd_kafka_fatal_error(ks->rk, fatal, sizeof(fatal));
+    fatal_stop(ks, orig, fatal);
     return;
   }
   /* Brokers going away repeat this often; one line every 10 s is enough. */
@@ -127,9 +191,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason,
               rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
-static void on_log(const rd_kafka_t *rk, int level, const char *fac,
+static void on_log(kafka_sink *ks, int level, const char *fac,
                    const char *buf) {
-  kafka_sink *ks = rd_kafka_opaque(rk);
   /* Level 3 lines (connection FAILs) repeat what on_error already reports
    * once per 10 s, so they only show at debug level. */
   natka_log_level lvl = level <= 2   ? NATKA_LOG_ERROR
@@ -138,12 +201,43 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac,
   natka__logf(ks->log, lvl, "kafka: %s: %s", fac, buf);
 }
 
-static void serve(kafka_sink *ks) {
+static void serve_event(kafka_sink *ks, rd_kafka_event_t *ev) {
+  const rd_kafka_message_t *m;
+  const char *fac, *text;
+  int level;
+  switch (rd_kafka_event_type(ev)) {
+  case RD_KAFKA_EVENT_DR:
+    while ((m = rd_kafka_event_message_next(ev)) != NULL)
+      on_delivery(ks, m);
+    break;
+  case RD_KAFKA_EVENT_ERROR:
+    on_error(ks, rd_kafka_event_error(ev), rd_kafka_event_error_string(ev));
+    break;
+  case RD_KAFKA_EVENT_LOG:
+    if (rd_kafka_event_log(ev, &fac, &text, &level) == 0)
+      on_log(ks, level, fac, text);
+    break;
+  default:
+    break;
+  }
+  rd_kafka_event_destroy(ev);
+}
+
+/* Serves the main queue until it is empty, waiting up to wait_ms for the
+ * first event. */
+static void serve_for(kafka_sink *ks, int wait_ms) {
   char drain[64];
+  rd_kafka_event_t *ev;
   while (read(ks->pipefd[0], drain, sizeof(drain)) > 0)
     ;
-  while (rd_kafka_poll(ks->rk, 0) > 0)
-    ;
+  while ((ev = rd_kafka_queue_poll(ks->mainq, wait_ms)) != NULL) {
+    serve_event(ks, ev);
+    wait_ms = 0;
+  }
+}
+
+static void serve(kafka_sink *ks) {
+  serve_for(ks, 0);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events) {
@@ -163,17 +257,91 @@ static void on_timer(uv_timer_t *t) {
 static void probe_work(uv_work_t *w) {
   kafka_sink *ks = w->data;
   const struct rd_kafka_metadata *md = NULL;
+  ks->start_rc = 0;
+  ks->start_fatal = 0;
+  ks->start_unsupported = 0;
   ks->probe_err = rd_kafka_metadata(ks->rk, 1, NULL, &md, PROBE_TIMEOUT_MS);
   if (ks->probe_err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     ks->probe_brokers = md->broker_cnt;
     rd_kafka_metadata_destroy(md);
   }
+  if (ks->probe_err != 0 || !ks->txn || ks->txn_ready)
+    return;
+  rd_kafka_error_t *e =
+      ks->txn_inited ? NULL
+                     : rd_kafka_init_transactions(ks->rk, TXN_INIT_TIMEOUT_MS);
+  if (e != NULL) {
+    rd_kafka_resp_err_t code = rd_kafka_error_code(e);
+    snprintf(ks->start_err, sizeof(ks->start_err),
+             "kafka: initializing transactions for '%s': %s", ks->txn_id,
+             rd_kafka_error_string(e));
+    ks->start_rc = NATKA_EKAFKA;
+    ks->start_fatal = rd_kafka_error_is_fatal(e);
+    ks->start_unsupported =
+        code == RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE ||
+        code == RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION ||
+        code == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED ||
+        code == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED;
+    rd_kafka_error_destroy(e);
+    return;
+  }
+  ks->txn_inited = 1;
+  /* From here on a failure retries only these steps: init_transactions
+   * must not be called twice on a producer that completed it. */
+  /* The embedded cluster creates topics as they are produced to (and has
+   * no controller to ask). Without the topic every commit would fail: the
+   * start waits for it (retried), saying why. */
+  if (ks->embedded == NULL &&
+      natka__checkpoint_ensure_topic(ks->rk, ks->conf, ks->start_err,
+                                     sizeof(ks->start_err)) != 0) {
+    ks->start_rc = NATKA_EKAFKA;
+    return;
+  }
+  ks->txn_ready = 1;
+}
+
+/* The checkpoint read, after init_transactions: that call ends what a
+ * previous incarnation left open, so what we read is final. */
+static void checkpoint_work(uv_work_t *w) {
+  kafka_sink *ks = w->data;
+  ks->start_rc = natka__checkpoint_read(
+      ks->conf, ks->embedded ? ks->embedded : ks->conf->kafka_brokers,
+      ks->txn_id, &ks->checkpoint, ks->start_err, sizeof(ks->start_err));
 }
 
 static void close_handles(kafka_sink *ks);
 static void start_probe(kafka_sink *ks);
 static void on_retry(uv_timer_t *t) {
   start_probe(t->data);
+}
+
+static int open_producer(kafka_sink *ks, char *err, size_t errlen);
+static void close_producer(kafka_sink *ks);
+static void after_checkpoint(uv_work_t *w, int status);
+
+static void report_ready(kafka_sink *ks) {
+  if (ks->ready != NULL)
+    ks->ready(&ks->base);
+  ks->ready = NULL;
+}
+
+/* The cluster lacks transactions and kafka.transactions is "auto": a new,
+ * idempotent-only producer replaces the failed one. */
+static int fall_back(kafka_sink *ks) {
+  char err[512];
+  natka__warn(ks->log,
+              "%s; kafka.transactions is auto: producing idempotently "
+              "without transactions (at least once; set it to on to refuse, "
+              "off to silence this)",
+              ks->start_err);
+  close_producer(ks);
+  ks->txn = 0;
+  if (open_producer(ks, err, sizeof(err)) != 0) {
+    natka__error(ks->log, "%s", err);
+    natka__gateway_fatal(ks->base.gw, NATKA_EKAFKA);
+    return -1;
+  }
+  return 0;
 }
 
 static void after_probe(uv_work_t *w, int status) {
@@ -184,15 +352,36 @@ static void after_probe(uv_work_t *w, int status) {
     close_handles(ks);
     return;
   }
-  if (ks->probe_err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    natka__info(ks->log, "kafka: cluster answered (%d broker(s))",
-                ks->probe_brokers);
-    if (ks->ready != NULL)
-      ks->ready(&ks->base);
-    ks->ready = NULL;
+  if (ks->probe_err == RD_KAFKA_RESP_ERR_NO_ERROR && ks->start_rc == 0) {
+    if (!ks->txn) {
+      natka__info(ks->log, "kafka: cluster answered (%d broker(s))",
+                  ks->probe_brokers);
+      report_ready(ks);
+      return;
+    }
+    ks->probe.data = ks;
+    if (uv_queue_work(natka_loop(ks->base.gw), &ks->probe, checkpoint_work,
+                      after_checkpoint) == 0)
+      ks->probing = 1;
     return;
   }
-  if (ks->retry_ms == 0 || ks->retry_ms >= PROBE_BACKOFF_MAX_MS)
+  if (ks->start_fatal) {
+    if (ks->start_unsupported &&
+        strcmp(ks->conf->kafka_transactions, "auto") == 0) {
+      if (fall_back(ks) == 0)
+        start_probe(ks);
+      return;
+    }
+    natka__error(ks->log, "%s; stopping%s", ks->start_err,
+                 ks->start_unsupported
+                     ? " (kafka.transactions = off produces without them)"
+                     : "");
+    natka__gateway_fatal(ks->base.gw, NATKA_EKAFKA);
+    return;
+  }
+  if (ks->start_rc != 0)
+    natka__warn(ks->log, "%s (retrying)", ks->start_err);
+  else if (ks->retry_ms == 0 || ks->retry_ms >= PROBE_BACKOFF_MAX_MS)
     natka__warn(ks->log,
                 "kafka: %s not reachable (%s); nothing is fetched until it "
                 "answers (retrying)",
@@ -201,6 +390,27 @@ static void after_probe(uv_work_t *w, int status) {
   if (ks->retry_ms > PROBE_BACKOFF_MAX_MS)
     ks->retry_ms = PROBE_BACKOFF_MAX_MS;
   uv_timer_start(&ks->retry, on_retry, (uint64_t)ks->retry_ms, 0);
+}
+
+static void after_checkpoint(uv_work_t *w, int status) {
+  kafka_sink *ks = w->data;
+  (void)status;
+  ks->probing = 0;
+  if (ks->closing) {
+    close_handles(ks);
+    return;
+  }
+  if (ks->start_rc != 0) {
+    natka__warn(ks->log, "%s (retrying)", ks->start_err);
+    uv_timer_start(&ks->retry, on_retry, PROBE_BACKOFF_MAX_MS / 4, 0);
+    return;
+  }
+  natka__info(ks->log,
+              "kafka: cluster answered (%d broker(s)); transactions on as "
+              "'%s', checkpoint %s",
+              ks->probe_brokers, ks->txn_id,
+              ks->checkpoint ? "read" : "none yet");
+  report_ready(ks);
 }
 
 static void start_probe(kafka_sink *ks) {
@@ -270,17 +480,27 @@ static size_t ks_queued(natka__sink *sink) {
   return ((kafka_sink *)sink)->queued;
 }
 
-static void release(kafka_sink *ks) {
+static void close_producer(kafka_sink *ks) {
   if (ks->mainq != NULL) {
     rd_kafka_queue_io_event_enable(ks->mainq, -1, NULL, 0);
     rd_kafka_queue_destroy(ks->mainq);
+    ks->mainq = NULL;
   }
   if (ks->rk != NULL)
     rd_kafka_destroy(ks->rk);
+  ks->rk = NULL;
+}
+
+static void release(kafka_sink *ks) {
+  close_producer(ks);
   for (int i = 0; i < 2; i++)
     if (ks->pipefd[i] >= 0)
       close(ks->pipefd[i]);
+  if (ks->txn_error != NULL)
+    rd_kafka_error_destroy(ks->txn_error);
   free(ks->embedded);
+  free(ks->txn_id);
+  free(ks->checkpoint);
   free(ks);
 }
 
@@ -302,15 +522,19 @@ static void ks_close(natka__sink *sink, void (*done)(natka__sink *sink)) {
   ks->closed = done;
   ks->closing = 1;
   ks->ready = NULL;
-  if (!ks->probing) /* else after_probe closes once the probe is back */
+  /* else after_probe / the transaction's work closes once it is back */
+  if (!ks->probing && !ks->txn_busy)
     close_handles(ks);
 }
 
 static void close_handles(kafka_sink *ks) {
-  if (ks->queued > 0) {
+  if (ks->handles_closing)
+    return;
+  ks->handles_closing = 1;
+  if (ks->queued > 0 && ks->rk != NULL) {
     rd_kafka_purge(ks->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     for (int i = 0; i < 50 && ks->queued > 0; i++)
-      rd_kafka_poll(ks->rk, 10);
+      serve_for(ks, 10);
   }
   if (ks->handles_open == 0) {
     if (ks->closed != NULL)
@@ -351,6 +575,12 @@ static int configure(kafka_sink *ks, rd_kafka_conf_t *kc, char *err,
   }
   if (rc == 0)
     rc = kafka_set(kc, "enable.idempotence", "true", err, errlen);
+  if (rc == 0 && ks->txn_id != NULL) {
+    rc = kafka_set(kc, "transactional.id", ks->txn_id, err, errlen);
+    snprintf(num, sizeof(num), "%d", TXN_TIMEOUT_MS);
+    if (rc == 0)
+      rc = kafka_set(kc, "transaction.timeout.ms", num, err, errlen);
+  }
   if (rc == 0)
     rc = kafka_set(kc, "client.id", c->nats_name, err, errlen);
   if (rc == 0) {
@@ -364,7 +594,12 @@ static int configure(kafka_sink *ks, rd_kafka_conf_t *kc, char *err,
   if (rc == 0)
     rc = kafka_set(kc, "compression.codec", c->kafka_compression, err, errlen);
   if (rc == 0) {
-    snprintf(num, sizeof(num), "%lld", (long long)c->kafka_message_timeout_ms);
+    /* A transaction cannot outlive transaction.timeout.ms, so neither can
+     * one of its records. */
+    int64_t timeout = c->kafka_message_timeout_ms;
+    if (ks->txn_id != NULL && timeout > TXN_TIMEOUT_MS)
+      timeout = TXN_TIMEOUT_MS;
+    snprintf(num, sizeof(num), "%lld", (long long)timeout);
     rc = kafka_set(kc, "message.timeout.ms", num, err, errlen);
   }
   if (rc == 0) {
@@ -395,31 +630,96 @@ static int guarantee_breaking(const char *key, const char *value) {
     return strcmp(value, "true") != 0;
   if (strcmp(key, "delivery.report.only.error") == 0)
     return strcmp(value, "false") != 0;
+  if (strcmp(key, "transactional.id") == 0 ||
+      strcmp(key, "transaction.timeout.ms") == 0)
+    return 1; /* kafka.transactional_id; the timeout is natka's */
   return 0;
+}
+
+/* The transactional.id: kafka.transactional_id, or one derived from what
+ * names this instance and its source. NULL when transactions are off. */
+static char *transactional_id(const natka_config *c) {
+  char buf[512], host[128] = "host";
+  if (strcmp(c->kafka_transactions, "off") == 0)
+    return NULL;
+  if (c->kafka_transactional_id[0] != '\0')
+    return natka__strdup(c->kafka_transactional_id);
+  gethostname(host, sizeof(host) - 1);
+  if (c->js_enabled)
+    snprintf(buf, sizeof(buf), "natka-%s-%s-%s-%s", host, c->nats_name,
+             c->js_stream, c->js_durable);
+  else
+    snprintf(buf, sizeof(buf), "natka-%s-%s", host, c->nats_name);
+  return natka__strdup(buf);
 }
 
 int natka__sink_kafka_check(const natka_config *conf, char *err,
                             size_t errlen) {
-  for (size_t i = 0; i < conf->kafka_props.n; i++)
-    if (guarantee_breaking(conf->kafka_props.keys[i],
-                           conf->kafka_props.values[i]))
+  for (size_t i = 0; i < conf->kafka_props.n; i++) {
+    const char *k = conf->kafka_props.keys[i], *v = conf->kafka_props.values[i];
+    if (!guarantee_breaking(k, v))
+      continue;
+    if (strncmp(k, "transaction", 11) == 0)
       return natka__errf(err, errlen, NATKA_ECONFIG,
-                         "config: 'kafka.properties.%s' = '%s' would let "
-                         "natka ack events Kafka may not have; natka needs "
-                         "acks=all with idempotence and every delivery report",
-                         conf->kafka_props.keys[i],
-                         conf->kafka_props.values[i]);
+                         "config: 'kafka.properties.%s' is natka's to set; "
+                         "use kafka.transactional_id and kafka.transactions",
+                         k);
+    return natka__errf(err, errlen, NATKA_ECONFIG,
+                       "config: 'kafka.properties.%s' = '%s' would let "
+                       "natka ack events Kafka may not have; natka needs "
+                       "acks=all with idempotence and every delivery report",
+                       k, v);
+  }
+  if (strcmp(conf->kafka_checkpoint_topic, conf->dlq_topic) == 0)
+    return natka__errf(err, errlen, NATKA_ECONFIG,
+                       "config: kafka.checkpoint_topic and dlq.topic are both "
+                       "'%s'; they need topics of their own",
+                       conf->dlq_topic);
   kafka_sink probe = {.conf = conf};
+  probe.txn_id = transactional_id(conf);
   rd_kafka_conf_t *kc = rd_kafka_conf_new();
   int rc = configure(&probe, kc, err, errlen);
   rd_kafka_conf_destroy(kc);
+  free(probe.txn_id);
   return rc;
+}
+
+/* Creates the producer (transactional when ks->txn) and wires its main
+ * queue to the pipe. */
+static int open_producer(kafka_sink *ks, char *err, size_t errlen) {
+  char why[512];
+  char *id = ks->txn_id;
+  if (!ks->txn)
+    ks->txn_id = NULL; /* configure() sets transactional.id from it */
+  rd_kafka_conf_t *kc = rd_kafka_conf_new();
+  int rc = configure(ks, kc, err, errlen);
+  ks->txn_id = id;
+  if (rc != 0) {
+    rd_kafka_conf_destroy(kc);
+    return rc;
+  }
+  rd_kafka_conf_set_events(kc, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR |
+                                   RD_KAFKA_EVENT_LOG);
+  rd_kafka_conf_set_opaque(kc, ks);
+  ks->rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, why, sizeof(why));
+  if (ks->rk == NULL) {
+    rd_kafka_conf_destroy(kc); /* still ours when rd_kafka_new() fails */
+    return natka__errf(err, errlen, NATKA_EKAFKA, "kafka: %s", why);
+  }
+  rd_kafka_set_log_queue(ks->rk, NULL);
+  ks->mainq = rd_kafka_queue_get_main(ks->rk);
+  rd_kafka_queue_io_event_enable(ks->mainq, ks->pipefd[1], "1", 1);
+  if (strcmp(ks->conf->kafka_brokers, "embedded") == 0 &&
+      ks->embedded == NULL) {
+    rd_kafka_mock_cluster_t *mc = rd_kafka_handle_mock_cluster(ks->rk);
+    ks->embedded =
+        natka__strdup(mc ? rd_kafka_mock_cluster_bootstraps(mc) : "");
+  }
+  return 0;
 }
 
 int natka__sink_kafka_new(natka__sink **out, natka *gw, natka__delivery_cb cb,
                           char *err, size_t errlen) {
-  char why[512];
-  rd_kafka_conf_t *kc = NULL;
   kafka_sink *ks = calloc(1, sizeof(*ks));
   int rc;
   if (ks == NULL)
@@ -430,37 +730,18 @@ int natka__sink_kafka_new(natka__sink **out, natka *gw, natka__delivery_cb cb,
   ks->conf = natka__gateway_config(gw);
   ks->log = natka__gateway_log(gw);
   ks->pipefd[0] = ks->pipefd[1] = -1;
-
-  kc = rd_kafka_conf_new();
-  rc = configure(ks, kc, err, errlen);
-  if (rc != 0)
-    goto fail;
-  rd_kafka_conf_set_dr_msg_cb(kc, on_delivery);
-  rd_kafka_conf_set_error_cb(kc, on_error);
-  rd_kafka_conf_set_log_cb(kc, on_log);
-  rd_kafka_conf_set_opaque(kc, ks);
-
-  ks->rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, why, sizeof(why));
-  if (ks->rk == NULL) {
-    rc = natka__errf(err, errlen, NATKA_EKAFKA, "kafka: %s", why);
-    goto fail;
-  }
-  kc = NULL; /* rd_kafka_new() owns it now */
-  rd_kafka_set_log_queue(ks->rk, NULL);
-
-  if (strcmp(ks->conf->kafka_brokers, "embedded") == 0) {
-    rd_kafka_mock_cluster_t *mc = rd_kafka_handle_mock_cluster(ks->rk);
-    ks->embedded =
-        natka__strdup(mc ? rd_kafka_mock_cluster_bootstraps(mc) : "");
-  }
+  ks->txn_id = transactional_id(ks->conf);
+  ks->txn = ks->txn_id != NULL;
 
   if (pipe2(ks->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
     rc =
         natka__errf(err, errlen, NATKA_EIO, "kafka: pipe: %s", strerror(errno));
     goto fail;
   }
-  ks->mainq = rd_kafka_queue_get_main(ks->rk);
-  rd_kafka_queue_io_event_enable(ks->mainq, ks->pipefd[1], "1", 1);
+  /* The embedded cluster lives inside its producer: replacing that producer
+   * (fall_back) would lose it, and it does transactions anyway. */
+  if ((rc = open_producer(ks, err, errlen)) != 0)
+    goto fail;
 
   uv_loop_t *loop = natka_loop(gw);
   if (uv_poll_init(loop, &ks->poll, ks->pipefd[0]) != 0 ||
@@ -481,12 +762,117 @@ int natka__sink_kafka_new(natka__sink **out, natka *gw, natka__delivery_cb cb,
   return 0;
 
 fail:
-  if (kc != NULL)
-    rd_kafka_conf_destroy(kc);
   release(ks);
   return rc;
 }
 
 const char *natka__sink_kafka_embedded(natka__sink *sink) {
   return ((kafka_sink *)sink)->embedded;
+}
+
+/* ------------------------------------------------------- transactions */
+
+int natka__sink_kafka_txn_on(natka__sink *sink) {
+  return ((kafka_sink *)sink)->txn;
+}
+
+const char *natka__sink_kafka_txn_id(natka__sink *sink) {
+  return ((kafka_sink *)sink)->txn_id;
+}
+
+const char *natka__sink_kafka_checkpoint(natka__sink *sink) {
+  return ((kafka_sink *)sink)->checkpoint;
+}
+
+int natka__sink_kafka_txn_begin(natka__sink *sink, char *err, size_t errlen) {
+  kafka_sink *ks = (kafka_sink *)sink;
+  rd_kafka_error_t *e = rd_kafka_begin_transaction(ks->rk);
+  if (e == NULL)
+    return 0;
+  int rc =
+      natka__errf(err, errlen, NATKA_EKAFKA, "kafka: begin transaction: %s",
+                  rd_kafka_error_string(e));
+  rd_kafka_error_destroy(e);
+  return rc;
+}
+
+int natka__sink_kafka_txn_checkpoint(natka__sink *sink, const char *value,
+                                     size_t len) {
+  kafka_sink *ks = (kafka_sink *)sink;
+  rd_kafka_resp_err_t err = rd_kafka_producev(
+      ks->rk, RD_KAFKA_V_TOPIC(ks->conf->kafka_checkpoint_topic),
+      RD_KAFKA_V_PARTITION(0), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+      RD_KAFKA_V_KEY(ks->txn_id, strlen(ks->txn_id)),
+      RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_OPAQUE(&ks->ckpt_tag),
+      RD_KAFKA_V_END);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return err == RD_KAFKA_RESP_ERR__QUEUE_FULL ? NATKA_EBUSY : NATKA_EKAFKA;
+  ks->ckpt_pending++;
+  return 0;
+}
+
+static void txn_work(uv_work_t *w) {
+  kafka_sink *ks = w->data;
+  /* -1: bounded by the transaction's own timeout, as librdkafka advises. */
+  ks->txn_error = ks->txn_commit ? rd_kafka_commit_transaction(ks->rk, -1)
+                                 : rd_kafka_abort_transaction(ks->rk, -1);
+}
+
+static void after_txn(uv_work_t *w, int status) {
+  kafka_sink *ks = w->data;
+  rd_kafka_error_t *e = ks->txn_error;
+  natka__txn_status st = NATKA__TXN_OK;
+  char msg[512] = "";
+  (void)status;
+  ks->txn_error = NULL;
+  ks->txn_busy = 0;
+  if (e != NULL) {
+    snprintf(msg, sizeof(msg), "%s", rd_kafka_error_string(e));
+    if (rd_kafka_error_is_fatal(e))
+      st =
+          fenced(rd_kafka_error_code(e)) ? NATKA__TXN_FENCED : NATKA__TXN_FATAL;
+    else if (rd_kafka_error_txn_requires_abort(e))
+      st = NATKA__TXN_ABORT;
+    else if (rd_kafka_error_is_retriable(e))
+      st = NATKA__TXN_RETRY;
+    else
+      st = NATKA__TXN_FATAL;
+    if (st == NATKA__TXN_FENCED || st == NATKA__TXN_FATAL)
+      fatal_stop(ks, rd_kafka_error_code(e), msg);
+    rd_kafka_error_destroy(e);
+  }
+  natka__txn_done cb = ks->txn_cb;
+  ks->txn_cb = NULL;
+  if (cb != NULL)
+    cb(&ks->base, st, msg, ks->txn_data);
+  if (ks->closing && !ks->probing && !ks->txn_busy)
+    close_handles(ks);
+}
+
+static void start_txn_work(kafka_sink *ks) {
+  ks->txn_work.data = ks;
+  if (uv_queue_work(natka_loop(ks->base.gw), &ks->txn_work, txn_work,
+                    after_txn) != 0) {
+    /* Only a loop that is closing refuses work. */
+    ks->txn_busy = 0;
+    natka__txn_done cb = ks->txn_cb;
+    ks->txn_cb = NULL;
+    if (cb != NULL)
+      cb(&ks->base, NATKA__TXN_FATAL, "the loop refused work", ks->txn_data);
+  }
+}
+
+void natka__sink_kafka_txn_end(natka__sink *sink, int commit,
+                               natka__txn_done cb, void *data) {
+  kafka_sink *ks = (kafka_sink *)sink;
+  ks->txn_busy = 1;
+  ks->txn_commit = commit;
+  ks->txn_cb = cb;
+  ks->txn_data = data;
+  /* The commit's own flush must find nothing to report: the checkpoint's
+   * report is served here first (the flights' ones already were). */
+  if (commit && ks->ckpt_pending > 0)
+    ks->txn_waiting = 1;
+  else
+    start_txn_work(ks);
 }

@@ -31,6 +31,7 @@
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 30000
 #define FLUSH_TIMEOUT_MS 5000
+#define FLOOR_EVERY_MS 2000
 
 /* A fetched message: queued for the loop, then, once handed to the gateway,
  * held (the gateway's token) until settled. */
@@ -41,6 +42,8 @@ typedef struct js_item {
   struct js_item *next;
   struct js_item *held_prev, *held_next; /* loop thread only */
   int64_t since; /* fetched, or last marked in progress (mono ns) */
+  uint64_t seq;  /* stream sequence (0: unknown) */
+  int delivered; /* JetStream's delivery count */
 } js_item;
 
 typedef struct js_source {
@@ -57,6 +60,9 @@ typedef struct js_source {
   int64_t credit;
   int paused, stopping, finish;
   int fetching_done, thread_done;
+  uint64_t ack_floor;      /* the consumer's, last read from the server */
+  char identity[160];      /* "<stream>@<created ns>", "" until known */
+  char identity_seen[160]; /* loop side: the copy js_identity() returns */
 
   /* Loop side. */
   uv_async_t async;
@@ -77,6 +83,7 @@ typedef struct js_source {
   natsSubscription **retired;
   size_t nretired;
   char last_problem[256];
+  int64_t floor_read_ns;
   natka__nats_closed closed_state; /* see nats_conn.h */
   int have_closed_state;
   int closing; /* our own close: the disconnect is expected */
@@ -141,12 +148,21 @@ static natsStatus make_options(js_source *s) {
   return st;
 }
 
+/* Names the stream as it was created, for checkpoints (see pipe.h). */
+static void set_identity(js_source *s, const jsStreamInfo *si) {
+  uv_mutex_lock(&s->mu);
+  snprintf(s->identity, sizeof(s->identity), "%s@%" PRId64, s->conf->js_stream,
+           si->Created);
+  uv_mutex_unlock(&s->mu);
+}
+
 static int ensure_stream(js_source *s) {
   const natka_config *c = s->conf;
   jsStreamInfo *si = NULL;
   jsErrCode jerr = 0;
   natsStatus st = js_GetStreamInfo(&si, s->js, c->js_stream, NULL, &jerr);
   if (st == NATS_OK) {
+    set_identity(s, si);
     jsStreamInfo_Destroy(si);
     return 0;
   }
@@ -171,6 +187,7 @@ static int ensure_stream(js_source *s) {
             natsStatus_GetText(st), (int)jerr);
     return -1;
   }
+  set_identity(s, si);
   jsStreamInfo_Destroy(si);
   natka__info(s->log, "jetstream: created stream '%s'", c->js_stream);
   return 0;
@@ -253,10 +270,15 @@ static js_item *decode(natsMsg *msg) {
     return NULL;
   /* Without an id or time of its own, an event is named by its stream
    * position and dated by the stream, so a redelivery is the same event. */
+  it->delivered = 1;
   if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
     snprintf(default_id, sizeof(default_id), "%s:%" PRIu64, meta->Stream,
              meta->Sequence.Stream);
     default_ts = meta->Timestamp;
+    it->seq = meta->Sequence.Stream;
+    it->delivered = meta->NumDelivered > 0 && meta->NumDelivered < 1000000000
+                        ? (int)meta->NumDelivered
+                        : 1;
     jsMsgMetaData_Destroy(meta);
   }
   if (natka__nats_msg_decode(msg, default_id[0] ? default_id : NULL, default_ts,
@@ -323,6 +345,23 @@ static void fetch_once(js_source *s, int batch) {
   uv_async_send(&s->async);
 }
 
+/* The consumer's ack floor: JetStream hands over nothing at or below it
+ * again, so checkpoints need not remember those positions. */
+static void read_floor(js_source *s) {
+  jsConsumerInfo *ci = NULL;
+  int64_t now = natka__mono_ns();
+  if (now - s->floor_read_ns < (int64_t)FLOOR_EVERY_MS * 1000000)
+    return;
+  s->floor_read_ns = now;
+  if (js_GetConsumerInfo(&ci, s->js, s->conf->js_stream, s->conf->js_durable,
+                         NULL, NULL) != NATS_OK)
+    return;
+  uv_mutex_lock(&s->mu);
+  s->ack_floor = ci->AckFloor.Stream;
+  uv_mutex_unlock(&s->mu);
+  jsConsumerInfo_Destroy(ci);
+}
+
 static void fetch_thread(void *arg) {
   js_source *s = arg;
   int64_t backoff = BACKOFF_MIN_MS;
@@ -357,6 +396,7 @@ static void fetch_thread(void *arg) {
     }
     int64_t batch = credit < s->conf->js_batch ? credit : s->conf->js_batch;
     fetch_once(s, (int)batch);
+    read_floor(s);
   }
 
   /* No more fetching: let the loop know, then wait until it has settled
@@ -550,6 +590,36 @@ static void js_describe(natka__source *src, void *token, char *buf,
   jsMsgMetaData_Destroy(meta);
 }
 
+static int js_position(natka__source *src, void *token, uint64_t *pos) {
+  js_item *it = token;
+  (void)src;
+  if (it->seq == 0)
+    return -1;
+  *pos = it->seq;
+  return 0;
+}
+
+static uint64_t js_floor(natka__source *src) {
+  js_source *s = (js_source *)src;
+  uv_mutex_lock(&s->mu);
+  uint64_t floor = s->ack_floor;
+  uv_mutex_unlock(&s->mu);
+  return floor;
+}
+
+static const char *js_identity(natka__source *src) {
+  js_source *s = (js_source *)src;
+  uv_mutex_lock(&s->mu);
+  memcpy(s->identity_seen, s->identity, sizeof(s->identity_seen));
+  uv_mutex_unlock(&s->mu);
+  return s->identity_seen[0] ? s->identity_seen : NULL;
+}
+
+static int js_attempt(natka__source *src, void *token) {
+  (void)src;
+  return ((js_item *)token)->delivered;
+}
+
 static void js_stop(natka__source *src, void (*done)(natka__source *src)) {
   js_source *s = (js_source *)src;
   s->stopped = done;
@@ -586,6 +656,10 @@ static const natka__source_vt jetstream_vt = {
     .resume = js_resume,
     .settle = js_settle,
     .describe = js_describe,
+    .position = js_position,
+    .floor = js_floor,
+    .attempt = js_attempt,
+    .identity = js_identity,
     .stop = js_stop,
     .close = js_close,
 };

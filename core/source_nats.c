@@ -92,7 +92,9 @@ static void on_async(uv_async_t *a) {
                               "core NATS event dropped under backpressure");
   while (it != NULL) {
     core_item *next = it->next;
-    natka__gateway_accept(s->base.gw, &s->base, it->ev, NULL, it->malformed);
+    if (it->malformed != NULL ||
+        natka__gateway_spool(s->base.gw, &s->base, it->ev) == 1)
+      natka__gateway_accept(s->base.gw, &s->base, it->ev, NULL, it->malformed);
     free(it->malformed);
     free(it);
     it = next;

@@ -127,7 +127,7 @@ static void defaults(void **state) {
   assert_true(conf->js_create_stream);
   assert_int_equal(conf->js_batch, 100);
   assert_int_equal(conf->js_fetch_expires_ms, 500);
-  assert_int_equal(conf->js_max_ack_pending, 1000);
+  assert_int_equal(conf->js_max_ack_pending, 5000);
   assert_int_equal(conf->js_ack_wait_ms, 30000);
   assert_int_equal(conf->js_nak_delay_ms, 1000);
   assert_int_equal(conf->js_max_deliver, -1);

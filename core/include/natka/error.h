@@ -27,7 +27,10 @@ extern "C" {
   XX(EIO, -11, "I/O error")                                                    \
   XX(EMALFORMED, -12, "malformed event")                                       \
   XX(EDEGRADED, -13, "sent to the dead-letter topic by a degrade rule")        \
-  XX(EHELD, -14, "held by a degrade rule; redelivered later")
+  XX(EHELD, -14, "held by a degrade rule; redelivered later")                  \
+  XX(EFENCED, -15,                                                             \
+     "another natka with the same kafka.transactional_id took over")           \
+  XX(ERETRIES, -16, "Kafka kept refusing the event; retry.max_attempts used")
 
 typedef enum {
   NATKA_OK = 0,

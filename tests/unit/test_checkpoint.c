@@ -1,0 +1,158 @@
+/* Committed positions (core/seqset.c) and the checkpoint record that carries
+ * them (core/checkpoint.c): ranges merge, prune and survive a round trip;
+ * a record that is not natka's is refused, never guessed at. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runner.h"
+
+#include "checkpoint.h"
+#include "natka/error.h"
+#include "seqset.h"
+
+static void assert_format(const natka__seqset *s, const char *want) {
+  char *text = natka__seqset_format(s);
+  assert_non_null(text);
+  assert_string_equal(text, want);
+  free(text);
+}
+
+static void test_positions_merge_into_ranges(void **state) {
+  (void)state;
+  natka__seqset s = {0};
+  for (uint64_t p = 1; p <= 5; p++)
+    assert_int_equal(natka__seqset_add(&s, p), 0);
+  assert_int_equal(natka__seqset_add(&s, 8), 0);
+  assert_int_equal(natka__seqset_add(&s, 7), 0);
+  assert_int_equal(natka__seqset_add(&s, 3), 0); /* already in */
+  assert_format(&s, "1-5,7-8");
+  assert_int_equal(natka__seqset_add(&s, 6), 0); /* fills the hole */
+  assert_format(&s, "1-8");
+  assert_int_equal(s.n, 1);
+  natka__seqset_clear(&s);
+}
+
+static void test_membership_holes_included(void **state) {
+  (void)state;
+  natka__seqset s = {0};
+  uint64_t in[] = {10, 11, 12, 20, 30, 31};
+  for (size_t i = 0; i < sizeof(in) / sizeof(*in); i++)
+    natka__seqset_add(&s, in[i]);
+  assert_true(natka__seqset_has(&s, 10));
+  assert_true(natka__seqset_has(&s, 12));
+  assert_false(natka__seqset_has(&s, 13));
+  assert_false(natka__seqset_has(&s, 9));
+  assert_true(natka__seqset_has(&s, 20));
+  assert_false(natka__seqset_has(&s, 21));
+  assert_true(natka__seqset_has(&s, 31));
+  assert_false(natka__seqset_has(&s, 32));
+  natka__seqset_clear(&s);
+  assert_false(natka__seqset_has(&s, 10));
+}
+
+static void test_prune_forgets_the_floor_and_below(void **state) {
+  (void)state;
+  natka__seqset s = {0};
+  assert_int_equal(natka__seqset_parse(&s, "1-10,15,20-25"), 0);
+  natka__seqset_prune(&s, 5);
+  assert_format(&s, "6-10,15,20-25");
+  natka__seqset_prune(&s, 15);
+  assert_format(&s, "20-25");
+  natka__seqset_prune(&s, 100);
+  assert_format(&s, "");
+  natka__seqset_clear(&s);
+}
+
+static void test_out_of_order_adds_stay_sorted(void **state) {
+  (void)state;
+  natka__seqset s = {0};
+  /* 1000 positions in a scrambled order, every other one. */
+  for (uint64_t i = 0; i < 1000; i++)
+    natka__seqset_add(&s, ((i * 7919) % 1000) * 2 + 1);
+  assert_int_equal(s.n, 1000);
+  for (size_t i = 1; i < s.n; i++)
+    assert_true(s.r[i - 1].hi < s.r[i].lo);
+  for (uint64_t i = 0; i < 1000; i++)
+    natka__seqset_add(&s, i * 2 + 2);
+  assert_format(&s, "1-2000");
+  natka__seqset_clear(&s);
+}
+
+static void test_parse_refuses_what_format_never_writes(void **state) {
+  (void)state;
+  const char *bad[] = {"x", "1-", "5-3", "3,2", "1-4,4", "1,,2", "1 2", "-1"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+    natka__seqset s = {0};
+    assert_int_equal(natka__seqset_parse(&s, bad[i]), NATKA_EINVAL);
+    assert_int_equal(s.n, 0);
+  }
+  natka__seqset s = {0};
+  assert_int_equal(natka__seqset_parse(&s, ""), 0);
+  assert_int_equal(s.n, 0);
+  assert_int_equal(natka__seqset_parse(&s, "18446744073709551615"), 0);
+  assert_true(natka__seqset_has(&s, UINT64_MAX));
+  natka__seqset_clear(&s);
+}
+
+static void test_checkpoint_round_trip(void **state) {
+  (void)state;
+  natka__checkpoint c = {0}, back = {0};
+  char err[256];
+  natka__ckpt_source *js = natka__checkpoint_source(&c, "jetstream EVENTS");
+  assert_non_null(js);
+  js->floor = 1200;
+  natka__seqset_parse(&js->done, "1201-1350,1352");
+  natka__ckpt_source *other = natka__checkpoint_source(&c, "spool /var/x");
+  other->floor = 7; /* (entries move as the list grows: look up again) */
+  assert_int_equal(natka__checkpoint_source(&c, "jetstream EVENTS")->floor,
+                   1200);
+  assert_int_equal(c.n, 2);
+
+  char *rec = natka__checkpoint_encode(&c, "natka-a");
+  assert_non_null(rec);
+  assert_int_equal(
+      natka__checkpoint_decode(&back, rec, strlen(rec), err, sizeof(err)), 0);
+  assert_int_equal(back.n, 2);
+  natka__ckpt_source *b = natka__checkpoint_source(&back, "jetstream EVENTS");
+  assert_int_equal(b->floor, 1200);
+  assert_format(&b->done, "1201-1350,1352");
+  assert_int_equal(natka__checkpoint_source(&back, "spool /var/x")->floor, 7);
+  free(rec);
+  natka__checkpoint_clear(&c);
+  natka__checkpoint_clear(&back);
+}
+
+static void test_a_foreign_record_is_refused(void **state) {
+  (void)state;
+  natka__checkpoint c = {0};
+  char err[256];
+  const char *bad[] = {
+      "",
+      "not json",
+      "{}",
+      "{\"sources\":[]}",
+      "{\"sources\":{\"jetstream E\":{\"floor\":1,\"done\":\"\"}}}",
+      "{\"sources\":{\"jetstream E\":{\"floor\":\"1x\",\"done\":\"\"}}}",
+      "{\"sources\":{\"jetstream E\":{\"floor\":\"1\",\"done\":\"3-2\"}}}"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+    err[0] = '\0';
+    assert_int_equal(
+        natka__checkpoint_decode(&c, bad[i], strlen(bad[i]), err, sizeof(err)),
+        NATKA_EMALFORMED);
+    assert_non_null(strstr(err, "checkpoint"));
+    assert_int_equal(c.n, 0);
+  }
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_positions_merge_into_ranges),
+    cmocka_unit_test(test_membership_holes_included),
+    cmocka_unit_test(test_prune_forgets_the_floor_and_below),
+    cmocka_unit_test(test_out_of_order_adds_stay_sorted),
+    cmocka_unit_test(test_parse_refuses_what_format_never_writes),
+    cmocka_unit_test(test_checkpoint_round_trip),
+    cmocka_unit_test(test_a_foreign_record_is_refused),
+};
+
+NATKA_TEST_MAIN(tests)

@@ -621,3 +621,32 @@ cJSON *it_json_wait(it_test *t, natsSubscription *sub,
           natsSubscription_GetSubject(sub), (long long)timeout_ms,
           last ? last : "(none)");
 }
+
+/* ------------------------------------------------ added for dlq / malformed */
+
+uint64_t it_js_stream_last_seq(it_test *t, it_js *j, const char *stream) {
+  jsStreamInfo *si = NULL;
+  jsErrCode jerr = 0;
+  natsStatus st = js_GetStreamInfo(&si, j->js, stream, NULL, &jerr);
+  if (st != NATS_OK)
+    IT_FAIL(t, "stream info %s: %s (%d)", stream, natsStatus_GetText(st),
+            (int)jerr);
+  uint64_t seq = si->State.LastSeq;
+  jsStreamInfo_Destroy(si);
+  return seq;
+}
+
+int it_natka_cmd(it_test *t, const char *tag, const char *const *args,
+                 int64_t timeout_ms, char **out, char **err) {
+  char *argv[64], line[1024];
+  size_t n = 0, used = 0;
+  argv[n++] = t->natka_bin;
+  for (; args[n - 1] != NULL && n < 63; n++)
+    argv[n] = (char *)args[n - 1];
+  argv[n] = NULL;
+  for (size_t i = 1; i < n && used < sizeof(line); i++)
+    used += (size_t)snprintf(line + used, sizeof(line) - used, " %s", argv[i]);
+  int rc = it_run(t, tag, argv, timeout_ms, out, err);
+  it_log(t, "natka%s: exit %d", line, rc);
+  return rc;
+}

@@ -290,4 +290,19 @@ cJSON *it_json_wait(it_test *t, natsSubscription *sub,
                     int (*match)(const cJSON *j, const void *arg),
                     const void *arg, int64_t timeout_ms);
 
+/* ------------------------------------------------ added for dlq / malformed */
+
+/* Produces one record (key NULL: no key; hdrs as text) and waits until
+ * Kafka confirmed it; fails otherwise. */
+void it_kafka_produce(it_test *t, const char *topic, const char *key,
+                      size_t key_len, const void *value, size_t len,
+                      const it_hdr *hdrs, size_t nhdrs);
+/* The last sequence number stored in `stream` (0 when empty). */
+uint64_t it_js_stream_last_seq(it_test *t, it_js *j, const char *stream);
+/* Runs natka with the NULL-terminated arguments args (natka itself not
+ * included) within timeout_ms; returns its exit status, stdout and stderr
+ * as for it_run. */
+int it_natka_cmd(it_test *t, const char *tag, const char *const *args,
+                 int64_t timeout_ms, char **out, char **err);
+
 #endif

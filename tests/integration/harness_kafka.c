@@ -278,3 +278,44 @@ void it_kafka_tail_close(it_kafka_tail *k) {
   rd_kafka_destroy(k->rk);
   free(k);
 }
+
+/* ------------------------------------------------ added for dlq / malformed */
+
+static void on_produced(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                        void *opaque) {
+  (void)rk;
+  (void)opaque;
+  *(rd_kafka_resp_err_t *)m->_private = m->err;
+}
+
+void it_kafka_produce(it_test *t, const char *topic, const char *key,
+                      size_t key_len, const void *value, size_t len,
+                      const it_hdr *hdrs, size_t nhdrs) {
+  char why[512];
+  rd_kafka_resp_err_t result = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+  rd_kafka_conf_t *kc = rd_kafka_conf_new();
+  if (rd_kafka_conf_set(kc, "bootstrap.servers", t->kafka_brokers, why,
+                        sizeof(why)) != RD_KAFKA_CONF_OK)
+    IT_FAIL(t, "producer config: %s", why);
+  rd_kafka_conf_set_dr_msg_cb(kc, on_produced);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, why, sizeof(why));
+  if (rk == NULL)
+    IT_FAIL(t, "cannot create the Kafka producer: %s", why);
+  rd_kafka_headers_t *hs = rd_kafka_headers_new(nhdrs + 1);
+  size_t klen = key != NULL ? key_len : 0;
+  for (size_t i = 0; i < nhdrs; i++)
+    rd_kafka_header_add(hs, hdrs[i].name, -1, hdrs[i].value, -1);
+  rd_kafka_resp_err_t err = rd_kafka_producev(
+      rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+      RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)value, len),
+      RD_KAFKA_V_HEADERS(hs), RD_KAFKA_V_OPAQUE(&result), RD_KAFKA_V_END);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    rd_kafka_headers_destroy(hs);
+    IT_FAIL(t, "produce to %s: %s", topic, rd_kafka_err2str(err));
+  }
+  rd_kafka_flush(rk, 30000);
+  rd_kafka_destroy(rk);
+  if (result != RD_KAFKA_RESP_ERR_NO_ERROR)
+    IT_FAIL(t, "produce to %s not confirmed: %s", topic,
+            rd_kafka_err2str(result));
+}

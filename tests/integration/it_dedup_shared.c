@@ -36,7 +36,7 @@ int main(int argc, char **argv) {
   it_js js;
   it_proc natka[2];
   state st = {0};
-  char rule[PATH_MAX], config[PATH_MAX], stream[96], subject[128];
+  char rule[PATH_MAX], config[2][PATH_MAX], stream[96], subject[128];
   char topic[128], id[32], order[16], data[64];
 
   it_init(&t, "dedup_shared", argc, argv, 1);
@@ -50,25 +50,28 @@ int main(int argc, char **argv) {
                 "  route = function(ev) return '%s' end,\n"
                 "}\n",
                 topic);
-  /* Small batches spread the copies over both processes. */
-  it_write_file(&t, "natka.conf", config,
-                "return {\n"
-                "  nats = { url = '%s' },\n"
-                "  kafka = { brokers = '%s' },\n"
-                "  jetstream = { stream = '%s', subjects = { '%s' },\n"
-                "    durable = 'shared', batch = 5 },\n"
-                "  rules = { files = { '%s' } },\n"
-                "  switches = { bucket = '' },\n"
-                "  dedup = { shared_bucket = '%s_dedup' },\n"
-                "  dlq = { topic = '%s_dlq' },\n"
-                "}\n",
-                t.nats_url, t.kafka_brokers, stream, subject, rule, t.uniq,
-                t.uniq);
+  /* Small batches spread the copies over both processes. Each has a name
+   * of its own: with transactions, one name (one transactional.id) per
+   * instance. */
+  for (int i = 0; i < 2; i++)
+    it_write_file(&t, i == 0 ? "natka-a.conf" : "natka-b.conf", config[i],
+                  "return {\n"
+                  "  nats = { url = '%s', name = 'natka-%c' },\n"
+                  "  kafka = { brokers = '%s' },\n"
+                  "  jetstream = { stream = '%s', subjects = { '%s' },\n"
+                  "    durable = 'shared', batch = 5 },\n"
+                  "  rules = { files = { '%s' } },\n"
+                  "  switches = { bucket = '' },\n"
+                  "  dedup = { shared_bucket = '%s_dedup' },\n"
+                  "  dlq = { topic = '%s_dlq' },\n"
+                  "}\n",
+                  t.nats_url, 'a' + i, t.kafka_brokers, stream, subject, rule,
+                  t.uniq, t.uniq);
 
   it_js_connect(&t, &js);
   it_js_add_stream(&t, &js, stream, subject);
-  it_natka_start(&t, &natka[0], config, "natka-a.log");
-  it_natka_start(&t, &natka[1], config, "natka-b.log");
+  it_natka_start(&t, &natka[0], config[0], "natka-a.log");
+  it_natka_start(&t, &natka[1], config[1], "natka-b.log");
   IT_CHECK_INT(&t, it_wait_log(&natka[0], "consuming", 15000), ==, 0);
   IT_CHECK_INT(&t, it_wait_log(&natka[1], "consuming", 15000), ==, 0);
 

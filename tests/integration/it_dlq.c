@@ -1,8 +1,9 @@
 /*
  * Dead-lettering: events a rule raises on, an event with an unparsable
  * ce-time and one larger than limits.max_event_bytes land in the DLQ topic
- * with natka-* headers saying why; the good ones reach their topic; every
- * source message ends up acked.
+ * with natka-* headers saying why, and a copy of each on the NATS subject
+ * dlq.subject; the good ones reach their topic; every source message ends
+ * up acked.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 
 typedef struct names {
   char stream[96], subject[128], durable[96], good[128], dlq[128];
+  char dead_subject[128];
 } names;
 
 static void write_files(it_test *t, const names *n, char *config) {
@@ -42,12 +44,12 @@ static void write_files(it_test *t, const names *n, char *config) {
                 "  jetstream = { stream = \"%s\", subjects = { \"%s\" },\n"
                 "    durable = \"%s\", ack_wait_ms = 30000 },\n"
                 "  rules = { files = { \"%s\" } },\n"
-                "  dlq = { topic = \"%s\" },\n"
+                "  dlq = { topic = \"%s\", subject = \"%s\" },\n"
                 "  limits = { max_event_bytes = %d },\n"
                 "  shutdown = { drain_timeout_ms = 10000 },\n"
                 "}\n",
                 t->nats_url, t->kafka_brokers, n->stream, n->subject,
-                n->durable, rule, n->dlq, MAX_EVENT_BYTES);
+                n->durable, rule, n->dlq, n->dead_subject, MAX_EVENT_BYTES);
 }
 
 static void payload(int i, char *buf, size_t len) {
@@ -154,7 +156,12 @@ int main(int argc, char **argv) {
   snprintf(n.durable, sizeof(n.durable), "%s_d", t.uniq);
   snprintf(n.good, sizeof(n.good), "%s_good", t.uniq);
   snprintf(n.dlq, sizeof(n.dlq), "%s_dlq", t.uniq);
+  snprintf(n.dead_subject, sizeof(n.dead_subject), "%s.dead", t.uniq);
   write_files(&t, &n, config);
+  natsSubscription *dead_sub = NULL;
+  it_js_connect(&t, &js);
+  IT_CHECK(&t, natsConnection_SubscribeSync(&dead_sub, js.nc, n.dead_subject) ==
+                   NATS_OK);
   publish_all(&t, &n); /* into a stream the test made, before natka runs */
   it_natka_start(&t, &natka, config, "natka.log");
 
@@ -176,8 +183,20 @@ int main(int argc, char **argv) {
   IT_CHECK_INT(&t, malformed, ==, 1);
   IT_CHECK_INT(&t, big, ==, 1);
 
+  /* The NATS copies: one per dead letter, with the same reason. */
+  int copies = 0;
+  natsMsg *m = NULL;
+  while (natsSubscription_NextMsg(&m, dead_sub, 2000) == NATS_OK) {
+    const char *code = NULL;
+    IT_CHECK(&t, natsMsgHeader_Get(m, "natka-error-code", &code) == NATS_OK);
+    copies++;
+    natsMsg_Destroy(m);
+  }
+  natsSubscription_Destroy(dead_sub);
+  it_log(&t, "%d dead-letter copies on %s", copies, n.dead_subject);
+  IT_CHECK_INT(&t, copies, ==, N_DLQ);
+
   IT_CHECK_INT(&t, it_natka_stop(&t, &natka, 30000), ==, 0);
-  it_js_connect(&t, &js);
   it_js_wait_settled(&t, &js, n.stream, n.durable, 5000);
   IT_CHECK(&t, it_js_consumer(&t, &js, n.stream, n.durable, &c) == 0);
   IT_CHECK_INT(&t, c.ack_floor_stream, ==, N_EVENTS + 2);

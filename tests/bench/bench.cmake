@@ -12,7 +12,7 @@ add_library(natka_bench_util STATIC ${natka_bench_dir}/bench_util.c)
 target_link_libraries(natka_bench_util PUBLIC natka_static)
 
 set(natka_bench_programs bench_fill bench_raw_js bench_raw_kafka bench_natka
-  bench_reload)
+  bench_reload bench_ingress)
 foreach(p ${natka_bench_programs})
   add_executable(${p} ${natka_bench_dir}/${p}.c)
   target_link_libraries(${p} PRIVATE natka_bench_util)

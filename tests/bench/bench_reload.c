@@ -376,19 +376,6 @@ static double window_max(const consumer *c, double from, double to) {
   return max;
 }
 
-/* Nearest-rank percentile of n sorted values. */
-static double pct(const double *v, size_t n, double p) {
-  if (n == 0)
-    return -1;
-  size_t rank = (size_t)(p / 100 * (double)n + 0.999999);
-  return v[rank < 1 ? 0 : rank > n ? n - 1 : rank - 1];
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 static const char usage[] =
     "Usage: bench_reload --natka PATH --config FILE --url URL "
     "--brokers HOST:PORT\n"
@@ -455,7 +442,7 @@ int main(int argc, char **argv) {
   bench_js_connect(PROG, url, &jo, &pub_nc, &pub_js);
   p.js = pub_js;
 
-  pid_t pid = bench_natka_spawn(PROG, natka, config, log);
+  pid_t pid = bench_natka_spawn(PROG, natka, config, NULL, log);
   double t_pub = bench_now();
   pthread_create(&publisher_thread, NULL, publish_thread, &p);
 
@@ -544,14 +531,14 @@ int main(int argc, char **argv) {
   double slowest_events =
       window_max(c, put_mono[slowest], put_mono[slowest] + lat[slowest] / 1e3);
 
-  qsort(lat, (size_t)reloads, sizeof(*lat), cmp_double);
-  qsort(act, (size_t)reloads, sizeof(*act), cmp_double);
+  bench_sort(lat, (size_t)reloads);
+  bench_sort(act, (size_t)reloads);
   double *ev = malloc((c->nlat ? c->nlat : 1) * sizeof(*ev));
   if (ev == NULL)
     bench_die(PROG, "out of memory");
   for (size_t i = 0; i < c->nlat; i++)
     ev[i] = c->lat[i].ms;
-  qsort(ev, c->nlat, sizeof(*ev), cmp_double);
+  bench_sort(ev, c->nlat);
   size_t n = (size_t)reloads;
   char extra[640];
   snprintf(extra, sizeof(extra),
@@ -559,10 +546,10 @@ int main(int argc, char **argv) {
            "event_p50_ms=%.1f event_p99_ms=%.1f active_p50_ms=%.0f "
            "active_p99_ms=%.0f active_max_ms=%.0f slowest_events_ms=%.1f "
            "exit=%d",
-           (long long)reloads, (long long)misses, pct(lat, n, 50),
-           pct(lat, n, 99), lat[n - 1], pct(ev, c->nlat, 50),
-           pct(ev, c->nlat, 99), have_log ? pct(act, n, 50) : -1,
-           have_log ? pct(act, n, 99) : -1, have_log ? act[n - 1] : -1,
+           (long long)reloads, (long long)misses, bench_pct(lat, n, 50),
+           bench_pct(lat, n, 99), lat[n - 1], bench_pct(ev, c->nlat, 50),
+           bench_pct(ev, c->nlat, 99), have_log ? bench_pct(act, n, 50) : -1,
+           have_log ? bench_pct(act, n, 99) : -1, have_log ? act[n - 1] : -1,
            slowest_events, exit_status);
   bench_result(PROG, (size_t)size, p.sent, pub_secs, extra);
   if (c->unstamped > 0)

@@ -87,6 +87,11 @@ void bench_options(int argc, char **argv, const bench_opt *opts,
     given[c - OPT_BASE] = 1;
     if (o->flag != NULL) {
       *o->flag = 1;
+    } else if (o->list != NULL) {
+      if (o->list->n == BENCH_LIST_MAX)
+        bench_die("options", "--%s given more than %d times", o->name,
+                  BENCH_LIST_MAX);
+      o->list->v[o->list->n++] = optarg;
     } else if (o->num != NULL) {
       char name[64];
       snprintf(name, sizeof(name), "--%s", o->name);
@@ -137,6 +142,23 @@ void bench_result(const char *name, size_t size, int64_t events, double seconds,
          name, size, events, seconds, eps, mbps,
          extra != NULL && *extra ? " " : "", extra != NULL ? extra : "");
   fflush(stdout);
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+void bench_sort(double *v, size_t n) {
+  if (n > 1)
+    qsort(v, n, sizeof(*v), cmp_double);
+}
+
+double bench_pct(const double *sorted, size_t n, double p) {
+  if (n == 0)
+    return -1;
+  size_t rank = (size_t)(p / 100 * (double)n + 0.999999);
+  return sorted[rank < 1 ? 0 : rank > n ? n - 1 : rank - 1];
 }
 
 /* A plain producer handle used for admin and metadata requests only. */
@@ -300,7 +322,7 @@ void bench_js_recreate_stream(const char *prog, jsCtx *js, const char *stream,
 }
 
 pid_t bench_natka_spawn(const char *prog, const char *natka, const char *config,
-                        const char *log) {
+                        const bench_list *sets, const char *log) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   if (log != NULL) {
@@ -308,7 +330,14 @@ pid_t bench_natka_spawn(const char *prog, const char *natka, const char *config,
                                      0644);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
   }
-  char *argv[] = {(char *)natka, "run", "-c", (char *)config, NULL};
+  char *argv[4 + 2 * BENCH_LIST_MAX + 1] = {(char *)natka, "run", "-c",
+                                            (char *)config};
+  int argc = 4;
+  for (int i = 0; sets != NULL && i < sets->n; i++) {
+    argv[argc++] = "-s";
+    argv[argc++] = (char *)sets->v[i];
+  }
+  argv[argc] = NULL;
   pid_t pid;
   int rc = posix_spawn(&pid, natka, &fa, NULL, argv, environ);
   posix_spawn_file_actions_destroy(&fa);

@@ -1,8 +1,8 @@
 /*
  * Helpers shared by the benchmark programs in tests/bench: a monotonic clock,
- * option parsing, connecting to JetStream, the payload every program sends,
- * the RESULT line that scripts/bench reads, and making a Kafka topic ahead
- * of a run.
+ * option parsing, connecting to JetStream, starting and stopping natka, the
+ * payload every program sends, percentiles, the RESULT line that
+ * scripts/bench reads, and making a Kafka topic ahead of a run.
  *
  * RESULT line (one per program run, on stdout):
  *   RESULT name=<n> size=<B> events=<N> seconds=<s> eps=<events/s>
@@ -30,10 +30,18 @@ double bench_cpu_self(void);
 int64_t bench_arg_int(const char *opt, const char *value, int64_t min,
                       int64_t max);
 
+/* The values of an option that may be given several times, in order. */
+#define BENCH_LIST_MAX 16
+typedef struct bench_list {
+  const char *v[BENCH_LIST_MAX];
+  int n;
+} bench_list;
+
 /* One long option of a program; a table of them ends with {NULL}. Exactly
- * one of str, num and flag is set: a string value, an integer value in
- * min..max (checked with bench_arg_int), or an option without a value that
- * sets *flag to 1. What is not given keeps the value it had. */
+ * one of str, num, flag and list is set: a string value, an integer value in
+ * min..max (checked with bench_arg_int), an option without a value that
+ * sets *flag to 1, or a string value that may be repeated (each one appended
+ * to *list). What is not given keeps the value it had. */
 typedef struct bench_opt {
   const char *name; /* without the leading "--" */
   const char **str;
@@ -41,14 +49,17 @@ typedef struct bench_opt {
   int64_t min, max;
   int *flag;
   int required;
+  bench_list *list;
 } bench_opt;
 
 #define BENCH_STR(name, p, required)                                           \
-  { name, p, NULL, 0, 0, NULL, required }
+  { name, p, NULL, 0, 0, NULL, required, NULL }
 #define BENCH_INT(name, p, min, max, required)                                 \
-  { name, NULL, p, min, max, NULL, required }
+  { name, NULL, p, min, max, NULL, required, NULL }
 #define BENCH_FLAG(name, p)                                                    \
-  { name, NULL, NULL, 0, 0, p, 0 }
+  { name, NULL, NULL, 0, 0, p, 0, NULL }
+#define BENCH_LIST(name, p)                                                    \
+  { name, NULL, NULL, 0, 0, NULL, 0, p }
 /* --size BYTES and --events N, required by every program. */
 #define BENCH_SIZE_EVENTS(size, events)                                        \
   BENCH_INT("size", size, 0, 8 << 20, 1),                                      \
@@ -70,10 +81,11 @@ void bench_js_connect(const char *prog, const char *url, jsOptions *jo,
 void bench_js_recreate_stream(const char *prog, jsCtx *js, const char *stream,
                               const char *subject);
 
-/* Starts `natka run -c config` with stdout and stderr appended to `log`
- * (NULL: inherited); exits through bench_die(prog, ...) on failure. */
+/* Starts `natka run -c config [-s KEY=VALUE ...]`, one -s per entry of
+ * `sets` (NULL: none), with stdout and stderr appended to `log` (NULL:
+ * inherited); exits through bench_die(prog, ...) on failure. */
 pid_t bench_natka_spawn(const char *prog, const char *natka, const char *config,
-                        const char *log);
+                        const bench_list *sets, const char *log);
 
 /* SIGTERM, then SIGKILL after 60 s; returns the exit status, or -1. */
 int bench_natka_stop(const char *prog, pid_t pid);
@@ -91,6 +103,12 @@ char *bench_payload(size_t size);
  * e.g. "cpu=1.20 batch=100". */
 void bench_result(const char *name, size_t size, int64_t events, double seconds,
                   const char *extra);
+
+/* Sorts n values in increasing order. */
+void bench_sort(double *v, size_t n);
+
+/* Nearest-rank percentile p (0..100) of n sorted values; -1 when n is 0. */
+double bench_pct(const double *sorted, size_t n, double p);
 
 /* Prints "bench <prog>: <message>" to stderr and exits with status 1. */
 void bench_die(const char *prog, const char *fmt, ...)

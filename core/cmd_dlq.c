@@ -925,19 +925,10 @@ static void cleanup(replay *r) {
 }
 
 int natka__cmd_dlq(int argc, char **argv) {
-  const char *sub = argc > 2 ? argv[2] : NULL;
-  if (sub == NULL || strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0 ||
-      strcmp(sub, "help") == 0) {
-    fputs(overview, sub != NULL ? stdout : stderr);
-    return sub != NULL ? 0 : NATKA__CLI_USAGE;
-  }
-  if (strcmp(sub, "replay") != 0) {
-    fprintf(stderr,
-            "natka dlq: unknown command '%s'\n"
-            "Try 'natka dlq --help'.\n",
-            sub);
-    return NATKA__CLI_USAGE;
-  }
+  const char *names[] = {"replay"};
+  int status;
+  if (natka__cli_subcommand(argc, argv, "dlq", names, 1, overview, &status) < 0)
+    return status;
   replay r = {.group = "natka-dlq-replay", .from_all = -1, .since_ms = -1};
   part *named = NULL;
   size_t nnamed = 0;

@@ -377,22 +377,11 @@ static int configure(natka__rules_cli *c, int nconf, char **confv) {
 
 int natka__cmd_rules(int argc, char **argv) {
   natka__rules_cli c = {.cmd = "?"};
-  size_t k = 0, ncmds = sizeof(commands) / sizeof(commands[0]);
-  const char *sub = argc > 2 ? argv[2] : NULL;
-  if (sub == NULL || strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0 ||
-      strcmp(sub, "help") == 0) {
-    fputs(overview, sub != NULL ? stdout : stderr);
-    return sub != NULL ? 0 : NATKA__CLI_USAGE;
-  }
-  while (k < ncmds && strcmp(sub, commands[k].name) != 0)
-    k++;
-  if (k == ncmds) {
-    fprintf(stderr,
-            "natka rules: unknown command '%s'\n"
-            "Try 'natka rules --help'.\n",
-            sub);
-    return NATKA__CLI_USAGE;
-  }
+  const char *names[] = {"push", "test", "status", "rollback"};
+  int status, k = natka__cli_subcommand(argc, argv, "rules", names, 4, overview,
+                                        &status);
+  if (k < 0)
+    return status;
   c.cmd = commands[k].name;
 
   /* Every list gets argc slots: it cannot hold more arguments than that. */

@@ -36,6 +36,14 @@ int natka__cmd_spool(int argc, char **argv);
 /* `natka dlq replay ...` (cmd_dlq.c), same convention. */
 int natka__cmd_dlq(int argc, char **argv);
 
+/* In main.c: the subcommand of `natka GROUP SUB ...` (argv[2]), one of
+ * names[0..n). Returns its index, or -1 with the exit status in *status:
+ * 0 after printing `overview` for --help, 2 with a message for a missing
+ * or unknown subcommand. */
+int natka__cli_subcommand(int argc, char **argv, const char *group,
+                          const char *const *names, size_t n,
+                          const char *overview, int *status);
+
 /* In main.c: the configuration from the -c/-s options in argv[first..argc),
  * in order. Returns 0 (*out is the caller's), 1 (out of memory) or 2 (bad
  * option or configuration; the reason is on stderr). */

@@ -535,22 +535,11 @@ static int cmd_replay(spool_cli *c) {
 
 int natka__cmd_spool(int argc, char **argv) {
   spool_cli c = {.cmd = "?", .limit = DEFAULT_LIMIT};
-  size_t k = 0, ncmds = sizeof(commands) / sizeof(commands[0]);
-  const char *sub = argc > 2 ? argv[2] : NULL;
-  if (sub == NULL || strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0 ||
-      strcmp(sub, "help") == 0) {
-    fputs(overview, sub != NULL ? stdout : stderr);
-    return sub != NULL ? 0 : NATKA__CLI_USAGE;
-  }
-  while (k < ncmds && strcmp(sub, commands[k].name) != 0)
-    k++;
-  if (k == ncmds) {
-    fprintf(stderr,
-            "natka spool: unknown command '%s'\n"
-            "Try 'natka spool --help'.\n",
-            sub);
-    return NATKA__CLI_USAGE;
-  }
+  const char *names[] = {"inspect", "verify", "replay"};
+  int status, k = natka__cli_subcommand(argc, argv, "spool", names, 3, overview,
+                                        &status);
+  if (k < 0)
+    return status;
   c.cmd = commands[k].name;
   if ((c.confv = calloc((size_t)argc, sizeof(*c.confv))) == NULL)
     return fail(&c, NATKA__CLI_FAILED, "out of memory");

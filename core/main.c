@@ -58,6 +58,25 @@ static int usage_error(const char *fmt, const char *arg) {
   return EXIT_USAGE;
 }
 
+int natka__cli_subcommand(int argc, char **argv, const char *group,
+                          const char *const *names, size_t n,
+                          const char *overview, int *status) {
+  const char *sub = argc > 2 ? argv[2] : NULL;
+  if (sub == NULL || strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0 ||
+      strcmp(sub, "help") == 0) {
+    fputs(overview, sub != NULL ? stdout : stderr);
+    *status = sub != NULL ? 0 : EXIT_USAGE;
+    return -1;
+  }
+  for (size_t k = 0; k < n; k++)
+    if (strcmp(sub, names[k]) == 0)
+      return (int)k;
+  fprintf(stderr, "natka %s: unknown command '%s'\nTry 'natka %s --help'.\n",
+          group, sub, group);
+  *status = EXIT_USAGE;
+  return -1;
+}
+
 /* Builds the configuration from the -c and -s options in argv[first..argc),
  * in order; see cmd_rules.h. */
 int natka__cli_load_config(int argc, char **argv, int first,

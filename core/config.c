@@ -112,7 +112,9 @@ static const row schema[] = {
     ENUM("kafka.compression", NATKA__CONFIG_ENUM, kafka_compression, "none",
          "none|gzip|snappy|lz4|zstd", "compression codec"),
     INT("kafka.message_timeout_ms", kafka_message_timeout_ms, 0, "300000", 1000,
-        2147483647, "a message not confirmed by then fails"),
+        2147483647,
+        "a message not confirmed by then fails (with transactions at most "
+        "60000: a transaction's timeout)"),
     INT("kafka.queue_high", kafka_queue_high, 0, "50000", 1, 10000000,
         "sources pause above this many messages queued in the producer"),
     INT("kafka.queue_low", kafka_queue_low, 0, "10000", 0, 10000000,

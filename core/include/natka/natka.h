@@ -65,12 +65,15 @@ const char *natka_version(void);
  * Creates a gateway from `conf`. With loop == NULL the gateway makes and owns
  * a loop (see natka_run()); otherwise it registers its handles on `loop`,
  * which must outlive the gateway. Loads the rules named by the config and
- * creates the Kafka producer; it does not connect to NATS yet.
+ * opens the disk spool (spool.dir), repairing and logging a torn tail; it
+ * does not connect to NATS or Kafka yet. Loop thread (or before the loop
+ * runs).
  *
  * Ownership: on success the gateway owns `conf` (do not free it); on error
  * the caller still does. Errors: NATKA_EINVAL, NATKA_ENOMEM, NATKA_ECONFIG,
  * NATKA_ERULE (rules failed to load), NATKA_EKAFKA (producer refused the
- * configuration); errbuf receives the reason.
+ * configuration), NATKA_EIO or NATKA_EBUSY (the spool cannot be opened, or
+ * another process holds it); errbuf receives the reason.
  */
 int natka_new(natka **out, natka_config *conf, uv_loop_t *loop, char *errbuf,
               size_t errlen);
@@ -78,10 +81,12 @@ int natka_new(natka **out, natka_config *conf, uv_loop_t *loop, char *errbuf,
 /*
  * Starts the gateway: creates the Kafka producer and, when rules come from a
  * KV bucket, starts watching it. The sources start fetching once Kafka has
- * answered and a valid rule set is active. Connecting happens in the
- * background with retries and backoff; an unreachable server is logged,
- * never fatal. Returns 0, NATKA_ESTOPPED (stopping or already started),
- * NATKA_EKAFKA or NATKA_ENATS.
+ * answered (with transactions: init_transactions succeeded and the last
+ * checkpoint was read) and a valid rule set is active. Connecting happens in
+ * the background with retries and backoff; an unreachable server is logged,
+ * never fatal. Later, a fenced or fatal producer stops the gateway with
+ * NATKA_EFENCED or NATKA_EKAFKA as its stop status. Loop thread. Returns 0,
+ * NATKA_ESTOPPED (stopping or already started), NATKA_EKAFKA or NATKA_ENATS.
  */
 int natka_start(natka *gw);
 
@@ -96,10 +101,14 @@ int natka_run(natka *gw);
 /*
  * Hands an event to the gateway as if it came from a source: rules decide its
  * destinations, it is produced to Kafka, and `cb` (may be NULL) reports its
- * fate. On success the gateway owns `ev`; on error the caller keeps it and
- * `cb` is not called. Errors: NATKA_EINVAL, NATKA_ESTOPPED, NATKA_EBUSY
- * (limits.max_inflight reached, or rules from KV not loaded yet: retry
- * later), NATKA_ETOOBIG.
+ * fate, on the loop thread. Events injected before Kafka answered wait
+ * inside the gateway. With transactions the report comes once the event's
+ * transaction committed (NATKA_DELIVERED) or was aborted (NATKA_FAILED,
+ * NATKA_EKAFKA: nothing of it is visible to read_committed consumers).
+ * On success the gateway owns `ev`; on error the caller keeps it and `cb` is
+ * not called. Loop thread. Errors: NATKA_EINVAL, NATKA_ESTOPPED, NATKA_EBUSY
+ * (limits.max_inflight or limits.max_inflight_bytes reached, or rules from
+ * KV not loaded yet: retry later), NATKA_ETOOBIG.
  */
 int natka_inject(natka *gw, natka_event *ev, natka_report_cb cb, void *data);
 
@@ -123,8 +132,10 @@ void *natka_get_data(const natka *gw);
 
 /* A counter by name (events_in, delivered, dropped, deadlettered, failed,
  * nacked, rule_errors, malformed, oversized, dropped_overload,
- * rules_reloads, rules_rejected, rules_revision, inflight, kafka_queued);
- * -1 for an unknown name. */
+ * rules_reloads, rules_rejected, rules_revision, deduplicated, held,
+ * degrade_drops, dual_writes, txn_commits, txn_aborts, already_committed,
+ * ingress_accepted, ingress_refused, inflight, inflight_bytes, kafka_queued,
+ * spool_pending, spool_bytes); -1 for an unknown name. Loop thread. */
 int64_t natka_stat(const natka *gw, const char *name);
 
 /* Report accessors; valid only inside the natka_report_cb call. */

@@ -470,7 +470,12 @@ static int ks_send(natka__sink *sink, const natka_event *ev,
       RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     rd_kafka_headers_destroy(hdrs); /* still ours when produce fails */
-    return err == RD_KAFKA_RESP_ERR__QUEUE_FULL ? NATKA_EBUSY : NATKA_EKAFKA;
+    /* _STATE: the transaction failed (another record of it) and takes no
+     * more; the event is retried in the next one, nothing refused it. */
+    return err == RD_KAFKA_RESP_ERR__QUEUE_FULL ||
+                   err == RD_KAFKA_RESP_ERR__STATE
+               ? NATKA_EBUSY
+               : NATKA_EKAFKA;
   }
   ks->queued++;
   return 0;

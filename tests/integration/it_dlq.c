@@ -1,6 +1,9 @@
 /*
  * Dead-lettering: events a rule raises on, an event with an unparsable
- * ce-time and one larger than limits.max_event_bytes land in the DLQ topic
+ * ce-time, one larger than limits.max_event_bytes and events Kafka refuses
+ * for good (a partition that does not exist: inside a transaction, which
+ * is aborted and the dead letter written in the next one) land in the DLQ
+ * topic
  * with natka-* headers saying why, and a copy of each on the NATS subject
  * dlq.subject; the good ones reach their topic; every source message ends
  * up acked.
@@ -15,7 +18,8 @@
 #define POISON_EVERY 10
 #define N_POISONED (N_EVENTS / POISON_EVERY)
 #define N_GOOD (N_EVENTS - N_POISONED)
-#define N_DLQ (N_POISONED + 2)
+#define N_BAD_PARTITION 3
+#define N_DLQ (N_POISONED + 2 + N_BAD_PARTITION)
 #define MAX_EVENT_BYTES 65536
 #define BIG_BYTES (100 * 1024)
 #define RULE_NAME "poison_guard"
@@ -33,10 +37,13 @@ static void write_files(it_test *t, const names *n, char *config) {
                 "    if ev.data:find(\"poison\", 1, true) then\n"
                 "      error(\"poisoned event \" .. ev.id)\n"
                 "    end\n"
+                "    if ev.data:find(\"no such partition\", 1, true) then\n"
+                "      return { topic = \"%s\", partition = 99 }\n"
+                "    end\n"
                 "    return \"%s\"\n"
                 "  end,\n"
                 "}\n",
-                n->good);
+                n->good, n->good);
   it_write_file(t, "natka.conf", config,
                 "return {\n"
                 "  nats = { url = \"%s\" },\n"
@@ -80,6 +87,12 @@ static void publish_all(it_test *t, const names *n) {
   it_hdr big_h[] = {{"Nats-Msg-Id", "d-big"}, {"ce-type", "dlq.test"}};
   it_js_publish(t, &js, n->subject, big_h, 2, big, BIG_BYTES);
   free(big);
+  for (int i = 1; i <= N_BAD_PARTITION; i++) {
+    char bp[32];
+    snprintf(bp, sizeof(bp), "d-bp-%d", i);
+    it_hdr bp_h[] = {{"Nats-Msg-Id", bp}, {"ce-type", "dlq.test"}};
+    it_js_publish(t, &js, n->subject, bp_h, 2, "no such partition", 17);
+  }
   it_js_publish_wait(t, &js, 30000);
   it_js_close(&js);
 }
@@ -105,7 +118,8 @@ static void check_good(it_test *t, const it_record *r, int *seen) {
 }
 
 static void check_dead(it_test *t, const it_record *r, int *seen,
-                       int *malformed, int *big, char *malformed_id) {
+                       int *malformed, int *big, int *kafka_refused,
+                       char *malformed_id) {
   const char *code = it_record_hstr(r, "natka-error-code");
   const char *error = it_record_hstr(r, "natka-error");
   char want[64];
@@ -129,6 +143,11 @@ static void check_dead(it_test *t, const it_record *r, int *seen,
     IT_CHECK_MEM(t, r->value, r->value_len, "bad time", 8);
     IT_CHECK_HAS(t, error, "ce-time");
     snprintf(malformed_id, 128, "%s", it_record_hstr(r, "ce_id"));
+  } else if (strcmp(code, "EKAFKA") == 0) {
+    IT_CHECK_INT(t, ++*kafka_refused, <=, N_BAD_PARTITION);
+    IT_CHECK_HAS(t, it_record_hstr(r, "ce_id"), "d-bp-");
+    IT_CHECK_HAS(t, error, "kafka refused the event");
+    IT_CHECK_MEM(t, r->value, r->value_len, "no such partition", 17);
   } else if (strcmp(code, "ETOOBIG") == 0) {
     IT_CHECK_INT(t, ++*big, ==, 1);
     IT_CHECK_STR(t, it_record_hstr(r, "ce_id"), "d-big");
@@ -148,7 +167,7 @@ int main(int argc, char **argv) {
   names n;
   char config[PATH_MAX], malformed_id[128] = "";
   int seen_good[N_EVENTS] = {0}, seen_dead[N_EVENTS] = {0};
-  int malformed = 0, big = 0, good = 0, dead = 0;
+  int malformed = 0, big = 0, good = 0, dead = 0, refused = 0;
 
   it_init(&t, "dlq", argc, argv, 1);
   snprintf(n.stream, sizeof(n.stream), "%s", t.uniq);
@@ -174,7 +193,8 @@ int main(int argc, char **argv) {
       check_good(&t, &rs.v[i], seen_good);
     } else {
       dead++;
-      check_dead(&t, &rs.v[i], seen_dead, &malformed, &big, malformed_id);
+      check_dead(&t, &rs.v[i], seen_dead, &malformed, &big, &refused,
+                 malformed_id);
     }
   }
   it_records_free(&rs);
@@ -182,6 +202,7 @@ int main(int argc, char **argv) {
   IT_CHECK_INT(&t, dead, ==, N_DLQ);
   IT_CHECK_INT(&t, malformed, ==, 1);
   IT_CHECK_INT(&t, big, ==, 1);
+  IT_CHECK_INT(&t, refused, ==, N_BAD_PARTITION);
 
   /* The NATS copies: one per dead letter, with the same reason. */
   int copies = 0;
@@ -194,12 +215,14 @@ int main(int argc, char **argv) {
   }
   natsSubscription_Destroy(dead_sub);
   it_log(&t, "%d dead-letter copies on %s", copies, n.dead_subject);
-  IT_CHECK_INT(&t, copies, ==, N_DLQ);
+  /* At least one each: the NATS copy is outside the Kafka transaction, so
+   * a transaction aborted (the bad partitions) and retried sends again. */
+  IT_CHECK_INT(&t, copies, >=, N_DLQ);
 
   IT_CHECK_INT(&t, it_natka_stop(&t, &natka, 30000), ==, 0);
   it_js_wait_settled(&t, &js, n.stream, n.durable, 5000);
   IT_CHECK(&t, it_js_consumer(&t, &js, n.stream, n.durable, &c) == 0);
-  IT_CHECK_INT(&t, c.ack_floor_stream, ==, N_EVENTS + 2);
+  IT_CHECK_INT(&t, c.ack_floor_stream, ==, N_EVENTS + 2 + N_BAD_PARTITION);
   it_js_close(&js);
   /* Last, so that the checks above run either way: a malformed event keeps
    * the id it was published with (Nats-Msg-Id), like any other. */

@@ -133,7 +133,7 @@ static const row schema[] = {
         "compacted topic holding each instance's committed positions"),
     INT("kafka.transaction_max_events", kafka_txn_max_events, 0, "2000", 1,
         1000000, "events in one transaction at most"),
-    INT("kafka.transaction_ms", kafka_txn_ms, 0, "100", 1, 60000,
+    INT("kafka.transaction_ms", kafka_txn_ms, 0, "20", 1, 60000,
         "a transaction is committed at the latest this long after it began"),
     MAP("kafka.properties", kafka_props,
         "raw librdkafka properties (string values), applied last"),

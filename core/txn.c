@@ -52,6 +52,7 @@ struct natka__txn {
   int64_t max_members;
   int ckpt_rc;       /* writing this transaction's checkpoint failed */
   int retry_pending; /* on_retry is due on the timer */
+  int64_t ending_ns; /* when the commit or abort was asked (mono) */
   pos_set inflight;
   int closing;
   void (*closed)(void *data);
@@ -392,6 +393,7 @@ static void end(natka__txn *t, int commit) {
   if (!commit)
     gw->stats.txn_aborts++;
   t->committing = commit;
+  t->ending_ns = natka__mono_ns();
   natka__sink_kafka_txn_end(gw->sink, commit, after_end, t);
 }
 
@@ -435,6 +437,10 @@ static void after_end(natka__sink *sink, natka__txn_status st, const char *msg,
   }
   if (st == NATKA__TXN_OK && t->committing) {
     gw->stats.txn_commits++;
+    natka__debug(&gw->log,
+                 "kafka: transaction of %" PRId64 " event(s) committed in "
+                 "%.1f ms",
+                 t->nmembers, (natka__mono_ns() - t->ending_ns) / 1e6);
     natka__checkpoint tmp = t->committed;
     t->committed = t->next;
     t->next = tmp;

@@ -141,13 +141,6 @@ int natka_new(natka **out, natka_config *conf, uv_loop_t *loop, char *errbuf,
       goto fail;
   }
 
-  /* A spool that cannot be opened (permissions, another natka holds it)
-   * stops the start; a damaged one is repaired and reported. */
-  if (conf->spool_dir[0] != '\0' &&
-      (rc = natka__spool_open_conf(&gw->spool, conf, &gw->log, errbuf,
-                                   errlen)) != 0)
-    goto fail;
-
   if (loop == NULL) {
     if (uv_loop_init(&gw->own_loop) != 0) {
       rc = natka__errf(errbuf, errlen, NATKA_ENOMEM, "cannot create a loop");
@@ -161,8 +154,6 @@ int natka_new(natka **out, natka_config *conf, uv_loop_t *loop, char *errbuf,
   return 0;
 
 fail:
-  if (gw->spool != NULL)
-    natka__spool_close(gw->spool, NULL, 0);
   natka__rules_free(gw->rules);
   natka__dedup_free(gw->dedup);
   natka__log_destroy(&gw->log);
@@ -271,6 +262,17 @@ int natka_start(natka *gw) {
   if (gw->state != GW_NEW)
     return NATKA_ESTOPPED;
   gw->state = GW_STARTED;
+  /* Opened here, not in natka_new(), so that `natka check` leaves a spool
+   * a running natka holds alone. One that cannot be opened (permissions,
+   * another natka holds it) stops the start; a damaged one is repaired and
+   * reported. */
+  if (gw->conf->spool_dir[0] != '\0' &&
+      (rc = natka__spool_open_conf(&gw->spool, gw->conf, &gw->log, err,
+                                   sizeof(err))) != 0) {
+    natka__error(&gw->log, "%s", err);
+    gw->state = GW_STOPPED;
+    return rc;
+  }
   if ((rc = natka__sink_kafka_new(&gw->sink, gw, natka__flight_on_delivery, err,
                                   sizeof(err))) != 0) {
     natka__error(&gw->log, "%s", err);

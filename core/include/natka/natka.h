@@ -64,29 +64,30 @@ const char *natka_version(void);
 /*
  * Creates a gateway from `conf`. With loop == NULL the gateway makes and owns
  * a loop (see natka_run()); otherwise it registers its handles on `loop`,
- * which must outlive the gateway. Loads the rules named by the config and
- * opens the disk spool (spool.dir), repairing and logging a torn tail; it
- * does not connect to NATS or Kafka yet. Loop thread (or before the loop
- * runs).
+ * which must outlive the gateway. Loads the rules named by the config; it
+ * does not connect to NATS or Kafka yet, nor open the disk spool. Loop
+ * thread (or before the loop runs).
  *
  * Ownership: on success the gateway owns `conf` (do not free it); on error
  * the caller still does. Errors: NATKA_EINVAL, NATKA_ENOMEM, NATKA_ECONFIG,
  * NATKA_ERULE (rules failed to load), NATKA_EKAFKA (producer refused the
- * configuration), NATKA_EIO or NATKA_EBUSY (the spool cannot be opened, or
- * another process holds it); errbuf receives the reason.
+ * configuration); errbuf receives the reason.
  */
 int natka_new(natka **out, natka_config *conf, uv_loop_t *loop, char *errbuf,
               size_t errlen);
 
 /*
- * Starts the gateway: creates the Kafka producer and, when rules come from a
- * KV bucket, starts watching it. The sources start fetching once Kafka has
+ * Starts the gateway: opens the disk spool (spool.dir; a torn tail is cut
+ * and logged), creates the Kafka producer and, when rules come from a KV
+ * bucket, starts watching it. The sources start fetching once Kafka has
  * answered (with transactions: init_transactions succeeded and the last
  * checkpoint was read) and a valid rule set is active. Connecting happens in
  * the background with retries and backoff; an unreachable server is logged,
  * never fatal. Later, a fenced or fatal producer stops the gateway with
  * NATKA_EFENCED or NATKA_EKAFKA as its stop status. Loop thread. Returns 0,
- * NATKA_ESTOPPED (stopping or already started), NATKA_EKAFKA or NATKA_ENATS.
+ * NATKA_ESTOPPED (stopping or already started), NATKA_EKAFKA, NATKA_ENATS,
+ * or NATKA_EIO / NATKA_EBUSY (the spool cannot be opened, or another
+ * process holds it).
  */
 int natka_start(natka *gw);
 

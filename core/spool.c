@@ -10,14 +10,12 @@
  * read and not yet acked are listed one by one (the "outstanding" window,
  * bounded by the reader's credit).
  */
-#include "spool.h"
+#include "spool_int.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,57 +30,15 @@
 #include "util.h"
 
 #define HDR NATKA__SPOOL_HEADER_BYTES
-#define SCAN_CHUNK ((size_t)1 << 20)
 #define DEFAULT_MAX_BYTES ((uint64_t)1 << 30)
 #define DEFAULT_SEGMENT_BYTES ((uint64_t)64 << 20)
-#define FLOOR_BYTES 24
 
-static const unsigned char rec_magic[4] = {'N', 'K', 'S', '1'};
-static const unsigned char floor_magic[4] = {'N', 'K', 'F', '1'};
+const unsigned char natka__spool_rec_magic[4] = {'N', 'K', 'S', '1'};
+const unsigned char natka__spool_floor_magic[4] = {'N', 'K', 'F', '1'};
 static const unsigned char seq_magic[4] = {'N', 'K', 'R', '1'};
 
 /* Sequences are reserved on disk this many at a time (see reserve()). */
 #define RESERVE_STEP ((uint64_t)1 << 20)
-
-typedef struct segment {
-  uint64_t first;      /* the file name; the first good record's seq */
-  uint64_t count;      /* good records: first .. first + count - 1 */
-  uint64_t valid;      /* bytes those records take, from offset 0 */
-  uint64_t file_bytes; /* size on disk */
-  uint64_t start_off;  /* open only: offset of the first record >= floor */
-  int damaged;         /* bad data after `valid`: never appended to */
-} segment;
-
-typedef struct out_rec {
-  uint64_t seq;
-  int acked;
-} out_rec;
-
-struct natka__spool {
-  char *dir;
-  natka__spool_opts opts;
-  int lock_fd;
-  segment *segs;
-  size_t nsegs, cap;
-  uint64_t bytes;
-  uint64_t next_seq;
-  int afd;          /* append descriptor of the last segment, or -1 */
-  int unsynced;     /* fsync=interval: appended since the last fdatasync */
-  int dirty_tail;   /* a failed write could not be cut back yet */
-  size_t cur_idx;   /* read cursor: segment index ... */
-  uint64_t cur_off; /* ... offset ... */
-  uint64_t cur_seq; /* ... and the sequence of the record there */
-  int rfd;          /* read descriptor of segs[cur_idx], or -1 */
-  out_rec *outs;    /* outstanding, in sequence order */
-  size_t out_head, out_n, out_cap;
-  uint64_t out_unacked;
-  uint64_t floor_disk; /* the floor as persisted */
-  void (*notify)(void *data);
-  void *notify_data;
-  int opened;        /* open completed: close syncs */
-  uint64_t reserved; /* sequences below this may have been handed out */
-  int seq_gap;       /* next_seq jumped: the next append starts a segment */
-};
 
 /* ------------------------------------------------------------ helpers */
 
@@ -94,26 +50,26 @@ static void put64(unsigned char *p, uint64_t v) {
   for (int i = 0; i < 8; i++)
     p[i] = (unsigned char)(v >> (8 * i));
 }
-static uint32_t get32(const unsigned char *p) {
+uint32_t natka__spool_get32(const unsigned char *p) {
   uint32_t v = 0;
   for (int i = 3; i >= 0; i--)
     v = v << 8 | p[i];
   return v;
 }
-static uint64_t get64(const unsigned char *p) {
+uint64_t natka__spool_get64(const unsigned char *p) {
   uint64_t v = 0;
   for (int i = 7; i >= 0; i--)
     v = v << 8 | p[i];
   return v;
 }
 
-static uint64_t record_sum(const unsigned char *hdr, const void *payload,
-                           size_t len) {
+uint64_t natka__spool_record_sum(const unsigned char *hdr, const void *payload,
+                                 size_t len) {
   return XXH64(len > 0 ? payload : "", len, XXH64(hdr, 16, 0));
 }
 
-static void file_path(const natka__spool *sp, const char *name, char *buf,
-                      size_t len) {
+void natka__spool_file_path(const natka__spool *sp, const char *name, char *buf,
+                            size_t len) {
   snprintf(buf, len, "%s/%s", sp->dir, name);
 }
 
@@ -142,8 +98,8 @@ int natka__spool_fsync_parse(const char *s, natka__spool_fsync *out) {
   return NATKA_EINVAL;
 }
 
-static int io_fail(char *err, size_t errlen, const char *what, const char *path,
-                   int e) {
+int natka__spool_io_fail(char *err, size_t errlen, const char *what,
+                         const char *path, int e) {
   return natka__errf(err, errlen, NATKA_EIO, "spool: cannot %s %s: %s", what,
                      path, strerror(e));
 }
@@ -194,340 +150,21 @@ static int fsync_dir(const char *dir) {
   return rc;
 }
 
-static void add_problem(natka__spool_report *rep, const char *path,
-                        uint64_t offset, uint64_t bytes, uint64_t before,
-                        int tail, const char *fmt, ...)
-    __attribute__((format(printf, 7, 8)));
-static void add_problem(natka__spool_report *rep, const char *path,
-                        uint64_t offset, uint64_t bytes, uint64_t before,
-                        int tail, const char *fmt, ...) {
-  natka__spool_problem *grown =
-      realloc(rep->problems, (rep->nproblems + 1) * sizeof(*grown));
-  if (grown == NULL)
-    return; /* the report is best effort; the spool itself is consistent */
-  rep->problems = grown;
-  natka__spool_problem *p = &grown[rep->nproblems];
-  if ((p->path = natka__strdup(path)) == NULL)
-    return;
-  p->offset = offset;
-  p->bytes = bytes;
-  p->records_before = before;
-  p->tail = tail;
-  p->floor_file = 0;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(p->what, sizeof(p->what), fmt, ap);
-  va_end(ap);
-  rep->nproblems++;
-}
-
-void natka__spool_report_free(natka__spool_report *r) {
-  if (r == NULL)
-    return;
-  for (size_t i = 0; i < r->nproblems; i++)
-    free(r->problems[i].path);
-  free(r->problems);
-  memset(r, 0, sizeof(*r));
-}
-
-/* ------------------------------------------------------------ scanning */
-
-/* Buffered reads over one segment file for open's scan. */
-typedef struct scanner {
-  int fd;
-  uint64_t size;
-  unsigned char *buf;
-  size_t cap;
-  uint64_t off; /* file offset of buf[0] */
-  size_t len;
-} scanner;
-
-/* Points *p at n bytes at file offset `at`: 1, 0 (the file is shorter) or
- * -1 (errno). */
-static int scan_get(scanner *s, uint64_t at, size_t n,
-                    const unsigned char **p) {
-  if (at >= s->off && at + n <= s->off + s->len) {
-    *p = s->buf + (at - s->off);
-    return 1;
-  }
-  size_t want = n > SCAN_CHUNK ? n : SCAN_CHUNK;
-  if (want > s->cap) {
-    unsigned char *nb = realloc(s->buf, want);
-    if (nb == NULL) {
-      errno = ENOMEM;
-      return -1;
-    }
-    s->buf = nb;
-    s->cap = want;
-  }
-  size_t got = 0;
-  while (got < want) {
-    ssize_t r = pread(s->fd, s->buf + got, want - got, (off_t)(at + got));
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0)
-      return -1;
-    if (r == 0)
-      break;
-    got += (size_t)r;
-  }
-  s->off = at;
-  s->len = got;
-  if (got < n)
-    return 0;
-  *p = s->buf;
-  return 1;
-}
-
-/* What is at `off`: 1 a good record (payload length in *len), 0 bad data
- * (why in `what`), -1 a read error (errno). expect 0: any sequence. */
-static int examine(scanner *s, uint64_t off, uint64_t expect, uint32_t *len,
-                   char *what, size_t wlen) {
-  const unsigned char *p;
-  unsigned char h[HDR];
-  uint64_t left = s->size - off;
-  if (left < HDR) {
-    snprintf(what, wlen, "short header (%" PRIu64 " of %d bytes)", left, HDR);
-    return 0;
-  }
-  int r = scan_get(s, off, HDR, &p);
-  if (r <= 0) {
-    snprintf(what, wlen, "file shrank while reading");
-    return r;
-  }
-  memcpy(h, p, HDR);
-  uint32_t n = get32(h + 4);
-  uint64_t seq = get64(h + 8);
-  if (memcmp(h, rec_magic, 4) != 0) {
-    snprintf(what, wlen, "bad magic");
-    return 0;
-  }
-  if (n > NATKA__SPOOL_MAX_RECORD) {
-    snprintf(what, wlen, "implausible payload length %" PRIu32, n);
-    return 0;
-  }
-  if (n > left - HDR) {
-    snprintf(what, wlen,
-             "short payload (%" PRIu32 " bytes declared, %" PRIu64 " present)",
-             n, left - HDR);
-    return 0;
-  }
-  if ((r = scan_get(s, off, HDR + (size_t)n, &p)) <= 0) {
-    snprintf(what, wlen, "file shrank while reading");
-    return r;
-  }
-  if (record_sum(h, p + HDR, n) != get64(h + 16)) {
-    snprintf(what, wlen, "bad checksum (record of %" PRIu32 " bytes)", n);
-    return 0;
-  }
-  if (expect != 0 && seq != expect) {
-    snprintf(what, wlen, "sequence %" PRIu64 " where %" PRIu64 " was expected",
-             seq, expect);
-    return 0;
-  }
-  *len = n;
-  return 1;
-}
-
-/* Whether a good record starts somewhere in [from, size): what tells bad
- * data in the middle of the newest segment from a torn tail. A torn tail
- * can be megabytes of zeros, hence memchr for the magic's first byte. */
-static int probe(scanner *s, uint64_t from, uint64_t *found) {
-  char what[128];
-  uint32_t len;
-  uint64_t at = from;
-  while (at + HDR <= s->size) {
-    const unsigned char *p, *hit;
-    if (at < s->off || at + HDR > s->off + s->len) {
-      uint64_t left = s->size - at;
-      int r =
-          scan_get(s, at, left < SCAN_CHUNK ? (size_t)left : SCAN_CHUNK, &p);
-      if (r <= 0)
-        return r;
-    }
-    /* Scan what the buffer holds; examine() refills it as it needs. */
-    p = s->buf + (at - s->off);
-    size_t n = (size_t)(s->off + s->len - at);
-    if ((hit = memchr(p, rec_magic[0], n)) == NULL) {
-      at += n;
-      continue;
-    }
-    at += (uint64_t)(hit - p);
-    int r = examine(s, at, 0, &len, what, sizeof(what));
-    if (r != 0) {
-      *found = at;
-      return r;
-    }
-    at++;
-  }
-  return 0;
-}
-
-/*
- * Verifies one segment. `seen_next` is the sequence after the good records
- * of the segments before it; `last` says whether this is the newest one,
- * where bad data up to the end of the file is a torn tail and is cut off.
- */
-static int scan_segment(natka__spool *sp, segment *sg, int last,
-                        uint64_t seen_next, uint64_t floor,
-                        natka__spool_report *rep, char *err, size_t errlen) {
-  char path[PATH_MAX], what[128];
-  scanner s = {.fd = -1};
-  struct stat st;
-  int rc = 0;
-  natka__spool_segment_path(sp, sg->first, path, sizeof(path));
-  s.fd = open(path, (sp->opts.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-  if (s.fd < 0 || fstat(s.fd, &st) != 0) {
-    rc = io_fail(err, errlen, "open", path, errno);
-    goto done;
-  }
-  s.size = (uint64_t)st.st_size;
-  sg->file_bytes = s.size;
-  sg->start_off = UINT64_MAX;
-  if (sg->first < seen_next) {
-    sg->damaged = 1;
-    add_problem(rep, path, 0, s.size, 0, 0,
-                "starts at sequence %" PRIu64 ", which an older segment "
-                "already holds: the whole segment is skipped",
-                sg->first);
-    goto done;
-  }
-  uint64_t off = 0;
-  while (off < s.size) {
-    uint32_t len;
-    int r = examine(&s, off, sg->first + sg->count, &len, what, sizeof(what));
-    if (r < 0) {
-      rc = io_fail(err, errlen, "read", path, errno);
-      goto done;
-    }
-    if (r == 0)
-      break;
-    if (sg->first + sg->count >= floor && sg->start_off == UINT64_MAX)
-      sg->start_off = off;
-    off += HDR + (uint64_t)len;
-    sg->count++;
-  }
-  sg->valid = off;
-  if (sg->start_off == UINT64_MAX)
-    sg->start_off = off;
-  if (off == s.size)
-    goto done;
-
-  uint64_t found = 0;
-  int r = last ? probe(&s, off + 1, &found) : 1;
-  if (r < 0) {
-    rc = io_fail(err, errlen, "read", path, errno);
-    goto done;
-  }
-  if (r == 0) {
-    add_problem(rep, path, off, s.size - off, sg->count, 1, "%s", what);
-    if (!sp->opts.read_only) {
-      if (ftruncate(s.fd, (off_t)off) != 0 || fsync(s.fd) != 0) {
-        rc = io_fail(err, errlen, "truncate", path, errno);
-        goto done;
-      }
-      sg->file_bytes = off;
-    }
-  } else if (last) {
-    sg->damaged = 1; /* new records go to a new segment */
-    add_problem(rep, path, off, s.size - off, sg->count, 0,
-                "%s; a good record follows at offset %" PRIu64, what, found);
-  } else {
-    sg->damaged = 1;
-    add_problem(rep, path, off, s.size - off, sg->count, 0, "%s", what);
-  }
-
-done:
-  if (s.fd >= 0)
-    close(s.fd);
-  free(s.buf);
-  return rc;
-}
-
-static int cmp_u64(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
-}
-
-/* The first sequences of the segment files in the directory, sorted. */
-static int list_segments(natka__spool *sp, uint64_t **out, size_t *n, char *err,
-                         size_t errlen) {
-  DIR *d = opendir(sp->dir);
-  uint64_t *v = NULL;
-  size_t cap = 0;
-  struct dirent *e;
-  *n = 0;
-  if (d == NULL)
-    return io_fail(err, errlen, "list", sp->dir, errno);
-  while ((e = readdir(d)) != NULL) {
-    const char *nm = e->d_name;
-    if (strlen(nm) != 24 || strspn(nm, "0123456789") != 20 ||
-        strcmp(nm + 20, ".seg") != 0)
-      continue;
-    if (*n == cap) {
-      cap = cap ? cap * 2 : 16;
-      uint64_t *nv = realloc(v, cap * sizeof(*nv));
-      if (nv == NULL) {
-        free(v);
-        closedir(d);
-        return natka__errf(err, errlen, NATKA_ENOMEM, "out of memory");
-      }
-      v = nv;
-    }
-    v[(*n)++] = strtoull(nm, NULL, 10);
-  }
-  closedir(d);
-  if (*n > 0)
-    qsort(v, *n, sizeof(*v), cmp_u64);
-  *out = v;
-  return 0;
-}
-
-static int read_floor(natka__spool *sp, natka__spool_report *rep,
-                      uint64_t *floor, char *err, size_t errlen) {
-  char path[PATH_MAX];
-  unsigned char b[FLOOR_BYTES + 1];
-  *floor = 0;
-  file_path(sp, "floor", path, sizeof(path));
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0 && errno == ENOENT) {
-    *floor = UINT64_MAX; /* none yet: a new spool */
-    return 0;
-  }
-  if (fd < 0)
-    return io_fail(err, errlen, "open", path, errno);
-  ssize_t n = read(fd, b, sizeof(b));
-  int e = errno;
-  close(fd);
-  if (n < 0)
-    return io_fail(err, errlen, "read", path, e);
-  if (n != FLOOR_BYTES || memcmp(b, floor_magic, 4) != 0 ||
-      XXH64(b, 16, 0) != get64(b + 16)) {
-    add_problem(rep, path, 0, (uint64_t)n, 0, 0,
-                "bad floor file (%zd bytes, bad magic or checksum)", n);
-    if (rep->nproblems > 0)
-      rep->problems[rep->nproblems - 1].floor_file = 1;
-    return 0;
-  }
-  *floor = get64(b + 8);
-  return 0;
-}
-
 /* The sequence reservation in <dir>/seq (the floor file's layout with its
  * own magic), or 0 when there is none or it is unreadable. */
 static uint64_t read_reserved(const natka__spool *sp) {
   char path[PATH_MAX];
-  unsigned char b[FLOOR_BYTES + 1];
-  file_path(sp, "seq", path, sizeof(path));
+  unsigned char b[NATKA__SPOOL_MARK_BYTES + 1];
+  natka__spool_file_path(sp, "seq", path, sizeof(path));
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return 0;
   ssize_t n = read(fd, b, sizeof(b));
   close(fd);
-  if (n != FLOOR_BYTES || memcmp(b, seq_magic, 4) != 0 ||
-      XXH64(b, 16, 0) != get64(b + 16))
+  if (n != NATKA__SPOOL_MARK_BYTES || memcmp(b, seq_magic, 4) != 0 ||
+      XXH64(b, 16, 0) != natka__spool_get64(b + 16))
     return 0;
-  return get64(b + 8);
+  return natka__spool_get64(b + 8);
 }
 
 static int write_mark(natka__spool *sp, const char *name,
@@ -536,7 +173,7 @@ static int write_mark(natka__spool *sp, const char *name,
 
 static int write_floor(natka__spool *sp, uint64_t floor, char *err,
                        size_t errlen) {
-  return write_mark(sp, "floor", floor_magic, floor, err, errlen);
+  return write_mark(sp, "floor", natka__spool_floor_magic, floor, err, errlen);
 }
 
 /*
@@ -562,31 +199,31 @@ static int write_mark(natka__spool *sp, const char *name,
                       const unsigned char magic[4], uint64_t value, char *err,
                       size_t errlen) {
   char tmp[PATH_MAX], path[PATH_MAX], tname[32];
-  unsigned char b[FLOOR_BYTES] = {0};
+  unsigned char b[NATKA__SPOOL_MARK_BYTES] = {0};
   memcpy(b, magic, 4);
   put64(b + 8, value);
   put64(b + 16, XXH64(b, 16, 0));
   snprintf(tname, sizeof(tname), "%s.tmp", name);
-  file_path(sp, tname, tmp, sizeof(tmp));
-  file_path(sp, name, path, sizeof(path));
+  natka__spool_file_path(sp, tname, tmp, sizeof(tmp));
+  natka__spool_file_path(sp, name, path, sizeof(path));
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
   if (fd < 0)
-    return io_fail(err, errlen, "create", tmp, errno);
+    return natka__spool_io_fail(err, errlen, "create", tmp, errno);
   struct iovec iov = {b, sizeof(b)};
   if (pwritev_full(fd, &iov, 1, 0) != 0 || fsync(fd) != 0) {
     int e = errno;
     close(fd);
     unlink(tmp);
-    return io_fail(err, errlen, "write", tmp, e);
+    return natka__spool_io_fail(err, errlen, "write", tmp, e);
   }
   close(fd);
   if (rename(tmp, path) != 0) {
     int e = errno;
     unlink(tmp);
-    return io_fail(err, errlen, "rename to", path, e);
+    return natka__spool_io_fail(err, errlen, "rename to", path, e);
   }
   if (fsync_dir(sp->dir) != 0)
-    return io_fail(err, errlen, "fsync", sp->dir, errno);
+    return natka__spool_io_fail(err, errlen, "fsync", sp->dir, errno);
   return 0;
 }
 
@@ -616,7 +253,7 @@ static int make_dirs(const char *dir) {
 /* Read-only: whether a writer holds the lock right now. */
 static int lock_held(const natka__spool *sp) {
   char path[PATH_MAX];
-  file_path(sp, "lock", path, sizeof(path));
+  natka__spool_file_path(sp, "lock", path, sizeof(path));
   int fd = open(path, O_RDONLY | O_CLOEXEC), held = 0;
   if (fd >= 0) {
     held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
@@ -629,13 +266,13 @@ static int lock_held(const natka__spool *sp) {
  * interleave records and sequences. The pid is for the message only. */
 static int take_lock(natka__spool *sp, char *err, size_t errlen) {
   char path[PATH_MAX], pid[32] = "";
-  file_path(sp, "lock", path, sizeof(path));
+  natka__spool_file_path(sp, "lock", path, sizeof(path));
   sp->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
   if (sp->lock_fd < 0)
-    return io_fail(err, errlen, "open", path, errno);
+    return natka__spool_io_fail(err, errlen, "open", path, errno);
   if (flock(sp->lock_fd, LOCK_EX | LOCK_NB) != 0) {
     if (errno != EWOULDBLOCK)
-      return io_fail(err, errlen, "lock", path, errno);
+      return natka__spool_io_fail(err, errlen, "lock", path, errno);
     ssize_t n = pread(sp->lock_fd, pid, sizeof(pid) - 1, 0);
     pid[n > 0 ? n : 0] = '\0';
     pid[strcspn(pid, "\n")] = '\0';
@@ -646,7 +283,7 @@ static int take_lock(natka__spool *sp, char *err, size_t errlen) {
   int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
   if (ftruncate(sp->lock_fd, 0) != 0 ||
       pwrite(sp->lock_fd, pid, (size_t)n, 0) != n)
-    return io_fail(err, errlen, "write", path, errno);
+    return natka__spool_io_fail(err, errlen, "write", path, errno);
   return 0;
 }
 
@@ -703,7 +340,7 @@ static int drop_consumed(natka__spool *sp, char *err, size_t errlen) {
          sp->segs[0].first + sp->segs[0].count <= sp->floor_disk) {
     natka__spool_segment_path(sp, sp->segs[0].first, path, sizeof(path));
     if (unlink(path) != 0 && errno != ENOENT)
-      return io_fail(err, errlen, "delete", path, errno);
+      return natka__spool_io_fail(err, errlen, "delete", path, errno);
     dropped = 1;
     sp->bytes -= sp->segs[0].file_bytes;
     if (sp->nsegs == 1 && sp->afd >= 0) {
@@ -722,14 +359,14 @@ static int drop_consumed(natka__spool *sp, char *err, size_t errlen) {
     }
   }
   if (dropped && fsync_dir(sp->dir) != 0)
-    return io_fail(err, errlen, "fsync", sp->dir, errno);
+    return natka__spool_io_fail(err, errlen, "fsync", sp->dir, errno);
   return 0;
 }
 
 static uint64_t unread(const natka__spool *sp) {
   uint64_t n = 0;
   for (size_t j = sp->cur_idx; j < sp->nsegs; j++) {
-    const segment *sg = &sp->segs[j];
+    const natka__spool_seg *sg = &sp->segs[j];
     if (j > sp->cur_idx)
       n += sg->count;
     else if (sp->cur_off < sg->valid)
@@ -753,59 +390,17 @@ void natka__spool_get_stats(const natka__spool *sp, natka__spool_stats *st) {
 
 /* ------------------------------------------------------------ open/close */
 
-/* Drops empty segments (a segment is created with its first record, so an
- * empty one is what a failed or torn first write leaves). */
-static int drop_empty(natka__spool *sp, char *err, size_t errlen) {
-  char path[PATH_MAX];
-  size_t k = 0;
-  for (size_t j = 0; j < sp->nsegs; j++) {
-    if (sp->segs[j].file_bytes == 0) {
-      natka__spool_segment_path(sp, sp->segs[j].first, path, sizeof(path));
-      if (!sp->opts.read_only && unlink(path) != 0 && errno != ENOENT)
-        return io_fail(err, errlen, "delete", path, errno);
-      continue;
-    }
-    sp->segs[k++] = sp->segs[j];
-  }
-  sp->nsegs = k;
-  return 0;
-}
-
-static int scan_all(natka__spool *sp, uint64_t floor, natka__spool_report *rep,
-                    char *err, size_t errlen) {
-  uint64_t *firsts = NULL, seen_next = 0;
-  size_t n = 0;
-  int rc = list_segments(sp, &firsts, &n, err, errlen);
-  if (rc != 0)
-    return rc;
-  if (n > 0 && (sp->segs = calloc(n, sizeof(*sp->segs))) == NULL)
-    rc = natka__errf(err, errlen, NATKA_ENOMEM, "out of memory");
-  sp->cap = n;
-  for (size_t i = 0; rc == 0 && i < n; i++) {
-    segment *sg = &sp->segs[sp->nsegs++];
-    sg->first = firsts[i];
-    rc = scan_segment(sp, sg, i + 1 == n, seen_next, floor, rep, err, errlen);
-    sp->bytes += sg->file_bytes;
-    if (sg->count > 0 && sg->first + sg->count > seen_next)
-      seen_next = sg->first + sg->count;
-  }
-  free(firsts);
-  if (rc == 0)
-    rc = drop_empty(sp, err, errlen);
-  return rc;
-}
-
 /* After the scan: where appends continue, and where reading starts. */
 static void place(natka__spool *sp, uint64_t floor) {
   sp->next_seq = floor > 1 ? floor : 1;
   for (size_t j = 0; j < sp->nsegs; j++) {
-    const segment *sg = &sp->segs[j];
+    const natka__spool_seg *sg = &sp->segs[j];
     uint64_t end = sg->first + (sg->damaged && sg->count == 0 ? 1 : sg->count);
     if (end > sp->next_seq)
       sp->next_seq = end;
   }
   for (size_t j = 0; j < sp->nsegs; j++) {
-    const segment *sg = &sp->segs[j];
+    const natka__spool_seg *sg = &sp->segs[j];
     if (sg->count > 0 && sg->first + sg->count > floor) {
       sp->cur_idx = j;
       sp->cur_off = sg->start_off;
@@ -845,31 +440,33 @@ int natka__spool_open(natka__spool **out, const char *dir,
   if (sp->opts.read_only) {
     int e = stat(dir, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
     if (e != 0) {
-      rc = io_fail(err, errlen, "open the spool directory", dir, e);
+      rc =
+          natka__spool_io_fail(err, errlen, "open the spool directory", dir, e);
       goto fail;
     }
     rep.in_use = lock_held(sp);
   } else {
     char tmp[PATH_MAX];
     if (make_dirs(dir) != 0) {
-      rc = io_fail(err, errlen, "create the spool directory", dir, errno);
+      rc = natka__spool_io_fail(err, errlen, "create the spool directory", dir,
+                                errno);
       goto fail;
     }
     if ((rc = take_lock(sp, err, errlen)) != 0)
       goto fail;
-    file_path(sp, "floor.tmp", tmp, sizeof(tmp));
+    natka__spool_file_path(sp, "floor.tmp", tmp, sizeof(tmp));
     unlink(tmp); /* a floor write that a crash interrupted */
-    file_path(sp, "seq.tmp", tmp, sizeof(tmp));
+    natka__spool_file_path(sp, "seq.tmp", tmp, sizeof(tmp));
     unlink(tmp);
   }
-  if ((rc = read_floor(sp, &rep, &floor, err, errlen)) != 0)
+  if ((rc = natka__spool_read_floor(sp, &rep, &floor, err, errlen)) != 0)
     goto fail;
   /* No floor file means nothing consumed, the same as a floor at the oldest
    * record: nothing to write until it moves. A bad one is rewritten. */
   int no_file = floor == UINT64_MAX;
   if (no_file)
     floor = 0;
-  if ((rc = scan_all(sp, floor, &rep, err, errlen)) != 0)
+  if ((rc = natka__spool_scan_all(sp, floor, &rep, err, errlen)) != 0)
     goto fail;
   place(sp, floor);
   if (!sp->opts.read_only) {
@@ -936,7 +533,7 @@ static int new_segment(natka__spool *sp, char *err, size_t errlen) {
   char path[PATH_MAX];
   if (sp->nsegs == sp->cap) {
     size_t cap = sp->cap ? sp->cap * 2 : 8;
-    segment *ns = realloc(sp->segs, cap * sizeof(*ns));
+    natka__spool_seg *ns = realloc(sp->segs, cap * sizeof(*ns));
     if (ns == NULL)
       return natka__errf(err, errlen, NATKA_ENOMEM, "out of memory");
     sp->segs = ns;
@@ -946,7 +543,7 @@ static int new_segment(natka__spool *sp, char *err, size_t errlen) {
     if (sp->unsynced && fdatasync(sp->afd) != 0) {
       natka__spool_segment_path(sp, sp->segs[sp->nsegs - 1].first, path,
                                 sizeof(path));
-      return io_fail(err, errlen, "fsync", path, errno);
+      return natka__spool_io_fail(err, errlen, "fsync", path, errno);
     }
     sp->unsynced = 0;
     close(sp->afd);
@@ -955,15 +552,15 @@ static int new_segment(natka__spool *sp, char *err, size_t errlen) {
   natka__spool_segment_path(sp, sp->next_seq, path, sizeof(path));
   sp->afd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
   if (sp->afd < 0)
-    return io_fail(err, errlen, "create", path, errno);
+    return natka__spool_io_fail(err, errlen, "create", path, errno);
   if (sp->opts.fsync != NATKA__SPOOL_FSYNC_NEVER && fsync_dir(sp->dir) != 0) {
     int e = errno;
     close(sp->afd);
     sp->afd = -1;
     unlink(path);
-    return io_fail(err, errlen, "fsync", sp->dir, e);
+    return natka__spool_io_fail(err, errlen, "fsync", sp->dir, e);
   }
-  sp->segs[sp->nsegs++] = (segment){.first = sp->next_seq};
+  sp->segs[sp->nsegs++] = (natka__spool_seg){.first = sp->next_seq};
   return 0;
 }
 
@@ -987,7 +584,7 @@ int natka__spool_append(natka__spool *sp, const void *data, size_t len,
                        sp->dir, sp->bytes, sp->opts.max_bytes, size);
   if ((rc = reserve(sp, err, errlen)) != 0)
     return rc;
-  segment *last = sp->nsegs > 0 ? &sp->segs[sp->nsegs - 1] : NULL;
+  natka__spool_seg *last = sp->nsegs > 0 ? &sp->segs[sp->nsegs - 1] : NULL;
   if (last == NULL || last->damaged || sp->seq_gap ||
       (last->file_bytes > 0 &&
        last->file_bytes + size > sp->opts.segment_bytes)) {
@@ -998,17 +595,17 @@ int natka__spool_append(natka__spool *sp, const void *data, size_t len,
   }
   natka__spool_segment_path(sp, last->first, path, sizeof(path));
   if (sp->afd < 0 && (sp->afd = open(path, O_RDWR | O_CLOEXEC)) < 0)
-    return io_fail(err, errlen, "open", path, errno);
+    return natka__spool_io_fail(err, errlen, "open", path, errno);
   if (sp->dirty_tail) {
     if (ftruncate(sp->afd, (off_t)last->file_bytes) != 0)
-      return io_fail(err, errlen, "truncate", path, errno);
+      return natka__spool_io_fail(err, errlen, "truncate", path, errno);
     sp->dirty_tail = 0;
   }
 
-  memcpy(h, rec_magic, 4);
+  memcpy(h, natka__spool_rec_magic, 4);
   put32(h + 4, (uint32_t)len);
   put64(h + 8, sp->next_seq);
-  put64(h + 16, record_sum(h, data, len));
+  put64(h + 16, natka__spool_record_sum(h, data, len));
   struct iovec iov[2] = {{h, HDR}, {(void *)data, len}};
   int fail = pwritev_full(sp->afd, iov, len > 0 ? 2 : 1, last->file_bytes);
   if (!fail && sp->opts.fsync == NATKA__SPOOL_FSYNC_ALWAYS)
@@ -1019,7 +616,7 @@ int natka__spool_append(natka__spool *sp, const void *data, size_t len,
     int e = errno;
     if (ftruncate(sp->afd, (off_t)last->file_bytes) != 0)
       sp->dirty_tail = 1;
-    return io_fail(err, errlen, "write to", path, e);
+    return natka__spool_io_fail(err, errlen, "write to", path, e);
   }
   if (sp->opts.fsync == NATKA__SPOOL_FSYNC_INTERVAL)
     sp->unsynced = 1;
@@ -1047,7 +644,7 @@ int natka__spool_sync(natka__spool *sp, char *err, size_t errlen) {
   if (sp->unsynced && sp->afd >= 0 && fdatasync(sp->afd) != 0) {
     natka__spool_segment_path(sp, sp->segs[sp->nsegs - 1].first, path,
                               sizeof(path));
-    return io_fail(err, errlen, "fsync", path, errno);
+    return natka__spool_io_fail(err, errlen, "fsync", path, errno);
   }
   sp->unsynced = 0;
   uint64_t floor = floor_now(sp);
@@ -1071,14 +668,14 @@ static int push_outstanding(natka__spool *sp, uint64_t seq) {
       sp->out_head = 0;
     } else {
       size_t cap = sp->out_cap ? sp->out_cap * 2 : 64;
-      out_rec *no = realloc(sp->outs, cap * sizeof(*no));
+      natka__spool_out *no = realloc(sp->outs, cap * sizeof(*no));
       if (no == NULL)
         return NATKA_ENOMEM;
       sp->outs = no;
       sp->out_cap = cap;
     }
   }
-  sp->outs[sp->out_head + sp->out_n++] = (out_rec){seq, 0};
+  sp->outs[sp->out_head + sp->out_n++] = (natka__spool_out){seq, 0};
   sp->out_unacked++;
   return 0;
 }
@@ -1092,14 +689,15 @@ int natka__spool_next(natka__spool *sp, natka__spool_rec *rec, char *err,
   advance(sp);
   if (sp->cur_idx >= sp->nsegs || sp->cur_off >= sp->segs[sp->cur_idx].valid)
     return 0;
-  segment *sg = &sp->segs[sp->cur_idx];
+  natka__spool_seg *sg = &sp->segs[sp->cur_idx];
   natka__spool_segment_path(sp, sg->first, path, sizeof(path));
   if (sp->rfd < 0 && (sp->rfd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-    return io_fail(err, errlen, "open", path, errno);
+    return natka__spool_io_fail(err, errlen, "open", path, errno);
   if (pread_full(sp->rfd, h, HDR, sp->cur_off) != 0)
-    return io_fail(err, errlen, "read", path, errno);
-  uint32_t len = get32(h + 4);
-  if (memcmp(h, rec_magic, 4) != 0 || get64(h + 8) != sp->cur_seq ||
+    return natka__spool_io_fail(err, errlen, "read", path, errno);
+  uint32_t len = natka__spool_get32(h + 4);
+  if (memcmp(h, natka__spool_rec_magic, 4) != 0 ||
+      natka__spool_get64(h + 8) != sp->cur_seq ||
       sp->cur_off + HDR + len > sg->valid)
     what = "bad header";
   char *data = what == NULL ? malloc((size_t)len + 1) : NULL;
@@ -1107,9 +705,10 @@ int natka__spool_next(natka__spool *sp, natka__spool_rec *rec, char *err,
     return natka__errf(err, errlen, NATKA_ENOMEM, "out of memory");
   if (what == NULL && pread_full(sp->rfd, data, len, sp->cur_off + HDR) != 0) {
     free(data);
-    return io_fail(err, errlen, "read", path, errno);
+    return natka__spool_io_fail(err, errlen, "read", path, errno);
   }
-  if (what == NULL && record_sum(h, data, len) != get64(h + 16)) {
+  if (what == NULL &&
+      natka__spool_record_sum(h, data, len) != natka__spool_get64(h + 16)) {
     free(data);
     data = NULL;
     what = "bad checksum";
@@ -1176,7 +775,7 @@ int natka__spool_seek(natka__spool *sp, uint64_t seq, char *err,
                        "spool: seek is for read-only spools");
   close_rfd(sp);
   for (size_t j = 0; j < sp->nsegs; j++) {
-    const segment *sg = &sp->segs[j];
+    const natka__spool_seg *sg = &sp->segs[j];
     if (sg->count == 0 || sg->first + sg->count <= seq)
       continue;
     sp->cur_idx = j;
@@ -1186,11 +785,11 @@ int natka__spool_seek(natka__spool *sp, uint64_t seq, char *err,
       return 0;
     natka__spool_segment_path(sp, sg->first, path, sizeof(path));
     if ((sp->rfd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-      return io_fail(err, errlen, "open", path, errno);
+      return natka__spool_io_fail(err, errlen, "open", path, errno);
     for (; sp->cur_seq < seq; sp->cur_seq++) {
       if (pread_full(sp->rfd, h, HDR, sp->cur_off) != 0)
-        return io_fail(err, errlen, "read", path, errno);
-      sp->cur_off += HDR + (uint64_t)get32(h + 4);
+        return natka__spool_io_fail(err, errlen, "read", path, errno);
+      sp->cur_off += HDR + (uint64_t)natka__spool_get32(h + 4);
     }
     return 0;
   }

@@ -344,14 +344,22 @@ static int fall_back(kafka_sink *ks) {
   return 0;
 }
 
-static void after_probe(uv_work_t *w, int status) {
+/* A start-up step is back from the threadpool: the sink, or NULL when it
+ * is closing (the close, which waited for the step, goes on now). */
+static kafka_sink *back_from_start_step(uv_work_t *w) {
   kafka_sink *ks = w->data;
-  (void)status;
   ks->probing = 0;
-  if (ks->closing) {
-    close_handles(ks);
+  if (!ks->closing)
+    return ks;
+  close_handles(ks);
+  return NULL;
+}
+
+static void after_probe(uv_work_t *w, int status) {
+  kafka_sink *ks = back_from_start_step(w);
+  (void)status;
+  if (ks == NULL)
     return;
-  }
   if (ks->probe_err == RD_KAFKA_RESP_ERR_NO_ERROR && ks->start_rc == 0) {
     if (!ks->txn) {
       natka__info(ks->log, "kafka: cluster answered (%d broker(s))",
@@ -393,13 +401,10 @@ static void after_probe(uv_work_t *w, int status) {
 }
 
 static void after_checkpoint(uv_work_t *w, int status) {
-  kafka_sink *ks = w->data;
+  kafka_sink *ks = back_from_start_step(w);
   (void)status;
-  ks->probing = 0;
-  if (ks->closing) {
-    close_handles(ks);
+  if (ks == NULL)
     return;
-  }
   if (ks->start_rc != 0) {
     natka__warn(ks->log, "%s (retrying)", ks->start_err);
     uv_timer_start(&ks->retry, on_retry, PROBE_BACKOFF_MAX_MS / 4, 0);

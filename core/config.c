@@ -102,9 +102,9 @@ static const row schema[] = {
     INT("jetstream.max_deliver", js_max_deliver, F_MINUS1, "-1", 1, 1000000,
         "deliveries of one message before giving up; -1: unlimited"),
 
-    STR("kafka.brokers", kafka_brokers, F_NONEMPTY, "embedded",
-        "\"host:port,...\", or \"embedded\" for librdkafka's in-process mock "
-        "cluster (demos)"),
+    STR("kafka.brokers", kafka_brokers, 0, "",
+        "required: \"host:port,...\", or \"embedded\" for librdkafka's "
+        "in-process mock cluster (demos and tests only: it keeps nothing)"),
     INT("kafka.linger_ms", kafka_linger_ms, 0, "5", 0, 900000,
         "how long the producer waits to fill a batch"),
     INT("kafka.batch_size", kafka_batch_size, 0, "1000000", 1, 2147483647,

@@ -680,6 +680,13 @@ int natka__sink_kafka_check(const natka_config *conf, char *err,
                        "acks=all with idempotence and every delivery report",
                        k, v);
   }
+  /* No default cluster: one forgotten line must not send the events natka
+   * acks from NATS into an in-process mock that keeps nothing. */
+  if (conf->kafka_brokers[0] == '\0')
+    return natka__errf(err, errlen, NATKA_ECONFIG,
+                       "config: kafka.brokers is not set: name the cluster "
+                       "(\"host:port,...\"), or \"embedded\" for the "
+                       "in-process demo cluster, which keeps nothing");
   if (strcmp(conf->kafka_checkpoint_topic, conf->dlq_topic) == 0)
     return natka__errf(err, errlen, NATKA_ECONFIG,
                        "config: kafka.checkpoint_topic and dlq.topic are both "

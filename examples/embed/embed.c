@@ -31,6 +31,7 @@ typedef struct host {
  * modules would come from rules.files or, by default, the rules.bucket KV
  * bucket. */
 static const char config[] = "return {\n"
+                             "  kafka = { brokers = 'embedded' },\n"
                              "  jetstream = { enabled = false },\n"
                              "  rules = { bucket = '' },\n"
                              "  switches = { bucket = '' },\n"

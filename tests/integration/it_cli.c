@@ -75,13 +75,22 @@ static void check_configs(it_test *t, const char *good_rule) {
   expect_bad(t, "range", "return { jetstream = { max_ack_pending = 0 } }\n",
              "jetstream.max_ack_pending");
 
+  /* No default cluster: a forgotten kafka.brokers must not "deliver" into
+   * the in-process mock. */
+  expect_bad(t, "nobrokers", "return { jetstream = { stream = \"E\" } }\n",
+             "kafka.brokers is not set");
+
   char broken[PATH_MAX];
   it_write_file(t, "broken_rule.lua", broken,
                 "return { route = function(ev) return ( end }\n");
-  snprintf(text, sizeof(text), "return { rules = { files = { \"%s\" } } }\n",
+  snprintf(text, sizeof(text),
+           "return { kafka = { brokers = \"embedded\" },\n"
+           "  rules = { files = { \"%s\" } } }\n",
            broken);
   expect_bad(t, "syntax", text, "broken_rule.lua");
-  snprintf(text, sizeof(text), "return { rules = { files = { \"%s/%s\" } } }\n",
+  snprintf(text, sizeof(text),
+           "return { kafka = { brokers = \"embedded\" },\n"
+           "  rules = { files = { \"%s/%s\" } } }\n",
            t->tmpdir, "missing_rule.lua");
   expect_bad(t, "missing", text, "missing_rule.lua");
 

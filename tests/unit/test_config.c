@@ -131,7 +131,7 @@ static void defaults(void **state) {
   assert_int_equal(conf->js_ack_wait_ms, 30000);
   assert_int_equal(conf->js_nak_delay_ms, 1000);
   assert_int_equal(conf->js_max_deliver, -1);
-  assert_string_equal(conf->kafka_brokers, "embedded");
+  assert_string_equal(conf->kafka_brokers, "");
   assert_int_equal(conf->kafka_linger_ms, 5);
   assert_int_equal(conf->kafka_batch_size, 1000000);
   assert_string_equal(conf->kafka_compression, "none");
@@ -460,9 +460,11 @@ static void bad_stream_name(void **state) {
 
 static void empty_string_forbidden(void **state) {
   (void)state;
-  static const char *const keys[][2] = {
-      {"jetstream", "stream"}, {"jetstream", "durable"}, {"kafka", "brokers"},
-      {"event", "source"},     {"dlq", "topic"},         {"nats", "url"}};
+  static const char *const keys[][2] = {{"jetstream", "stream"},
+                                        {"jetstream", "durable"},
+                                        {"event", "source"},
+                                        {"dlq", "topic"},
+                                        {"nats", "url"}};
   char chunk[256], want[128];
   for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
     snprintf(chunk, sizeof(chunk), "return { %s = { %s = '' } }", keys[i][0],

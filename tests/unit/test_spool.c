@@ -780,6 +780,7 @@ static void test_the_source_feeds_a_gateway_until_drained(void **state) {
         lua);
   fclose(lua);
   assert_int_equal(natka_config_new(&conf), 0);
+  set(conf, "kafka.brokers", "embedded");
   set(conf, "jetstream.enabled", "false");
   set(conf, "jetstream.nak_delay_ms", "50");
   set(conf, "rules.files", rules);

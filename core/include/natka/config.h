@@ -4,7 +4,8 @@
  * A configuration is a Lua chunk that returns a table (see README,
  * "Configuration"). It is evaluated in an empty environment: only the string,
  * table and math libraries and env(NAME[, DEFAULT]) are visible, so a config
- * file can do no I/O. Every key has a documented default; unknown keys, wrong
+ * file can do no I/O. Every key but kafka.brokers has a documented default
+ * (natka_new() refuses a configuration without brokers); unknown keys, wrong
  * types and out-of-range values are rejected with the key's dotted name.
  *
  * Ownership: natka_config_new() returns an object owned by the caller until

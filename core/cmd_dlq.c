@@ -22,8 +22,10 @@ static const char overview[] =
     "\n"
     "Work with natka's dead-letter topic (dlq.topic): the events a rule\n"
     "raised on (ERULE), malformed ones (EMALFORMED), oversized ones\n"
-    "(ETOOBIG), ones Kafka refused (EKAFKA) and those a degrade rule sent\n"
-    "there (EDEGRADED), each with the reason in its natka-* headers.\n"
+    "(ETOOBIG), ones Kafka refused (EKAFKA) or kept failing (ERETRIES),\n"
+    "those a degrade rule sent there (EDEGRADED) and those routed to a\n"
+    "topic reserved for natka (EFORBIDDEN), each with the reason in its\n"
+    "natka-* headers.\n"
     "\n"
     "Commands:\n"
     "  replay    publish dead letters into JetStream again, so that the\n"
@@ -75,7 +77,8 @@ static const char replay_help[] =
     "                          default jetstream.subjects capture)\n"
     "      --code CODE         only records with this natka-error-code\n"
     "                          (ERULE, EMALFORMED, ETOOBIG, EKAFKA,\n"
-    "                          EDEGRADED, ERETRIES; repeatable)\n"
+    "                          EDEGRADED, ERETRIES, EFORBIDDEN;\n"
+    "                          repeatable)\n"
     "      --max N             send at most N records\n"
     "      --dry-run           print what would be sent (offset, id, code,\n"
     "                          reason); send and commit nothing, no NATS\n"
@@ -103,8 +106,9 @@ static const char replay_help[] =
     "  natka dlq replay -c natka.conf --from-offset 0:1200 --dry-run\n";
 
 /* The natka-error-code values a dead letter can carry. */
-static const char *const dlq_codes[] = {"ERULE", "EMALFORMED", "ETOOBIG",
-                                        "EKAFKA", "EDEGRADED"};
+static const char *const dlq_codes[] = {"ERULE",     "EMALFORMED", "ETOOBIG",
+                                        "EKAFKA",    "EDEGRADED",  "ERETRIES",
+                                        "EFORBIDDEN"};
 
 int natka__dlq_fail(int status, const char *fmt, ...) {
   va_list ap;
@@ -208,7 +212,7 @@ static int parse_code(natka__dlq_opts *r, const char *s) {
       return 0;
     }
   return usage("--code '%s' is not a dead-letter code (ERULE, EMALFORMED, "
-               "ETOOBIG, EKAFKA, EDEGRADED)",
+               "ETOOBIG, EKAFKA, ERETRIES, EDEGRADED, EFORBIDDEN)",
                s);
 }
 

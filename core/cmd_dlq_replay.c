@@ -44,11 +44,21 @@
 #define CLOSE_WAIT_MS 2000
 #define MAX_PARTS 100000
 
-/* Headers of the dead-letter write, and of an earlier replay. */
+/* Headers of the dead-letter write, and of an earlier replay (which
+ * reached Kafka as x-natka-*: see codec.h). */
 static const char *const dropped_headers[] = {
-    "natka-error",         "natka-error-code",   "natka-rule",
-    "natka-source",        "natka-attempts",     "natka-rules-revision",
-    "natka-replayed-from", "natka-replay-reason"};
+    "natka-error",          "natka-error-code",    "natka-rule",
+    "natka-source",         "natka-attempts",      "natka-rules-revision",
+    "natka-replayed-from",  "natka-replay-reason", "x-natka-replayed-from",
+    "x-natka-replay-reason"};
+
+static int is_dropped(const char *name) {
+  for (size_t i = 0; i < sizeof(dropped_headers) / sizeof(*dropped_headers);
+       i++)
+    if (strcasecmp(name, dropped_headers[i]) == 0)
+      return 1;
+  return 0;
+}
 
 /* A replay under way: what was asked, and the connections and counts. */
 typedef struct replay {
@@ -290,8 +300,11 @@ static const char *record_header(const rd_kafka_message_t *m, const char *name,
   rd_kafka_headers_t *hs = NULL;
   const void *v = NULL;
   size_t n = 0;
+  /* natka writes its own headers after the event's: the last one is
+   * natka's even in a record written before inbound natka-* headers were
+   * renamed (see codec.c). */
   if (rd_kafka_message_headers(m, &hs) != 0 ||
-      rd_kafka_header_get(hs, 0, name, &v, &n) != 0 || v == NULL)
+      rd_kafka_header_get_last(hs, name, &v, &n) != 0 || v == NULL)
     return NULL;
   snprintf(buf, len, "%.*s", (int)(n < len ? n : len - 1), (const char *)v);
   return buf;
@@ -335,6 +348,12 @@ static int fetch_data(replay *r, natka_event *ev, const char *source, char *why,
                        "ETOOBIG without its data, and natka-source (%s) "
                        "names no stream position to read it from",
                        source ? source : "absent");
+  /* A record is not trusted to pick what the replay reads. */
+  if (strcmp(stream, r->o->conf->js_stream) != 0)
+    return natka__errf(why, len, NATKA_EMALFORMED,
+                       "ETOOBIG without its data, and natka-source names "
+                       "stream %s, not jetstream.stream (%s): not read",
+                       stream, r->o->conf->js_stream);
   if (r->o->dry_run)
     return 0;
   natsStatus st = js_GetMsg(&msg, r->js, stream, seq, NULL, &jerr);
@@ -377,17 +396,18 @@ static int to_event(replay *r, const rd_kafka_message_t *m, const char *from,
   if (hs != NULL &&
       (wh = calloc(rd_kafka_header_cnt(hs) + 1, sizeof(*wh))) == NULL)
     return natka__errf(why, len, NATKA_ENOMEM, "out of memory");
-  while (hs != NULL && rd_kafka_header_get_all(hs, n, &name, &v, &vlen) == 0)
-    wh[n++] = (natka__wire_header){name, v, vlen};
+  /* The dead-letter write's headers go before decoding, which would keep
+   * them as x-natka-* (an inbound natka-* header is not natka's own). */
+  for (size_t i = 0;
+       hs != NULL && rd_kafka_header_get_all(hs, i, &name, &v, &vlen) == 0; i++)
+    if (!is_dropped(name))
+      wh[n++] = (natka__wire_header){name, v, vlen};
   int rc = natka_event_new(&ev);
   if (rc == 0)
     rc = natka__event_from_kafka(ev, m->key, m->key_len,
                                  rd_kafka_message_timestamp(m, NULL), wh, n,
                                  m->payload, m->len, why, len);
   free(wh);
-  for (size_t i = 0; rc == 0 && i < sizeof(dropped_headers) / sizeof(char *);
-       i++)
-    natka__event_remove_headers(ev, dropped_headers[i]);
   if (rc == 0)
     rc = natka_event_add_header(ev, "natka-replayed-from", from, strlen(from));
   if (rc == 0 && code != NULL)
@@ -574,6 +594,10 @@ static int read_all(replay *r) {
 
 static int run(replay *r, const natka__dlq_part *named, size_t nnamed) {
   int rc = 0;
+  if (r->o->conf->kafka_brokers[0] == '\0')
+    return natka__dlq_fail(NATKA__CLI_USAGE,
+                           "kafka.brokers is not set; give the brokers with "
+                           "-s kafka.brokers=HOST:PORT");
   if (strcmp(r->o->conf->kafka_brokers, "embedded") == 0)
     return natka__dlq_fail(
         NATKA__CLI_USAGE,

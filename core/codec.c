@@ -24,6 +24,9 @@
  * and rejects empty ones when parsing, so "" would not survive the bus. */
 #define EMPTY_KEY_B64 "="
 
+/* What an inbound natka-* header is renamed to: "x-natka-error". */
+#define UNTRUSTED_PREFIX "x-"
+
 /* ---- small text helpers ---------------------------------------------- */
 
 /* ASCII-only so the result does not depend on the process locale. */
@@ -104,6 +107,21 @@ static int is_nats_text(const unsigned char *p, size_t len) {
     i += n;
   }
   return 1;
+}
+
+int natka__nats_control_name(const char *name) {
+  return has_prefix(name, "Nats-");
+}
+
+/* "<prefix><name>", malloc'd; NULL when out of memory. */
+static char *prefixed(const char *prefix, const char *name) {
+  size_t a = strlen(prefix), b = strlen(name);
+  char *s = malloc(a + b + 1);
+  if (s != NULL) {
+    memcpy(s, prefix, a);
+    memcpy(s + a, name, b + 1);
+  }
+  return s;
 }
 
 /* ---- base64 (RFC 4648, padded) ---------------------------------------- */
@@ -588,7 +606,17 @@ static int decode(natka_event *ev, const wire_in *in, char *err,
          (id_len == 0 || memcmp(h->value, e->id, id_len) == 0)))
       continue;
     const char *n = h->name;
-    if (in->kafka && has_prefix(n, "ce_")) {
+    if (has_prefix(n, "natka-")) {
+      /* Only natka writes natka-* headers: one that arrives is data
+       * from whoever published it, kept under another name so that
+       * nothing downstream (dlq replay, an auditor) takes it for
+       * natka's own. */
+      if ((name = prefixed(UNTRUSTED_PREFIX, n)) == NULL) {
+        rc = NATKA_ENOMEM;
+        goto fail;
+      }
+      n = name;
+    } else if (in->kafka && has_prefix(n, "ce_")) {
       if ((name = natka__strdup(n)) == NULL) {
         rc = NATKA_ENOMEM;
         goto fail;
@@ -682,8 +710,17 @@ static int encode(const natka_event *ev, const char *source, int kafka,
     rc = wire_add_text(out, "Nats-Msg-Id", ev->id);
   for (size_t i = 0; rc == 0 && i < ev->nhdrs; i++) {
     const natka__header *h = &ev->hdrs[i];
-    if (!is_owned_name(h->name, kafka))
+    if (is_owned_name(h->name, kafka))
+      continue;
+    if (!kafka && natka__nats_control_name(h->name)) {
+      /* An event's Nats-* header is data (a publisher's): under its own
+       * name it would steer the stream this publish lands in. */
+      char *n = prefixed(UNTRUSTED_PREFIX, h->name);
+      rc = n == NULL ? NATKA_ENOMEM : wire_add(out, n, h->value, h->len, 0);
+      free(n);
+    } else {
       rc = wire_add(out, h->name, h->value, h->len, kafka);
+    }
   }
   free(b64);
   if (rc != 0)

@@ -14,6 +14,12 @@
  * ce-specversion is written as "1.0" on the way out and dropped on the way
  * in; ce-source is an ordinary header, added with the configured source when
  * absent on the way out.
+ *
+ * What a publisher sets is data, never control. natka-* names are natka's
+ * own (its dead-letter and revision headers): one that arrives on either
+ * bus is renamed x-natka-*. Nats-* names steer the NATS server (Nats-TTL,
+ * Nats-Rollup, Nats-Expected-*): an event's own is written to NATS as
+ * x-Nats-*; the only Nats-* header natka writes is its Nats-Msg-Id.
  */
 #ifndef NATKA_CODEC_H
 #define NATKA_CODEC_H
@@ -66,6 +72,10 @@ int natka__event_from_kafka(natka_event *ev, const void *key, size_t key_len,
                             int64_t ts_ms, const natka__wire_header *hdrs,
                             size_t nhdrs, const void *data, size_t len,
                             char *err, size_t errlen);
+
+/* Whether the NATS server acts on a header of this name (the "Nats-"
+ * namespace, any case): see the note at the top. */
+int natka__nats_control_name(const char *name);
 
 /* RFC 3339 <-> ns since epoch. format writes at most 40 bytes with as many
  * fraction digits as needed (0, 3, 6 or 9), always in UTC ("Z"). parse

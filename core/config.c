@@ -675,7 +675,29 @@ static int apply_text(natka_config *c, const row *r, const char *entry,
 
 /* --- Public API ---------------------------------------------------------- */
 
+const char *natka__config_topic_reserved(const natka_config *conf,
+                                         const char *topic) {
+  if (strcmp(topic, conf->kafka_checkpoint_topic) == 0)
+    return "kafka.checkpoint_topic";
+  if (strcmp(topic, conf->dlq_topic) == 0)
+    return "dlq.topic";
+  if (strncmp(topic, "__", 2) == 0)
+    return "Kafka's internal topics (names beginning with __)";
+  return NULL;
+}
+
 int natka__config_validate(const natka_config *conf, char *err, size_t errlen) {
+  const char *dt = conf->route_default_topic, *why = NULL;
+  if (dt[0] != '\0' && (why = natka__config_topic_reserved(conf, dt)) != NULL)
+    return natka__config_bad(err, errlen,
+                             "'route.default_topic' is '%s', which is "
+                             "reserved for %s",
+                             dt, why);
+  if (strncmp(conf->dlq_topic, "__", 2) == 0 ||
+      strncmp(conf->kafka_checkpoint_topic, "__", 2) == 0)
+    return natka__config_bad(err, errlen,
+                             "'dlq.topic' and 'kafka.checkpoint_topic' must "
+                             "not begin with __ (Kafka's internal topics)");
   if (conf->kafka_queue_low >= conf->kafka_queue_high)
     return natka__config_bad(
         err, errlen,

@@ -179,6 +179,14 @@ int natka__config_store_entry(natka__strmap *m, const natka__config_row *r,
 int natka__config_eval(natka_config *conf, const char *buf, size_t len,
                        const char *name, char *err, size_t errlen);
 
+/* Whether no route may reach `topic`: what it is reserved for
+ * ("dlq.topic", "kafka.checkpoint_topic", Kafka's internal __ topics), or
+ * NULL when it is an ordinary topic. Only natka itself writes those: a
+ * publisher who could name them (the default route names the topic after
+ * the event's kind) could forge checkpoints or dead letters. */
+const char *natka__config_topic_reserved(const natka_config *conf,
+                                         const char *topic);
+
 /* Checks that need several keys at once (kafka.queue_low < kafka.queue_high,
  * ...). Loading and natka_config_set() call it on the would-be result before
  * applying it. Returns 0 or NATKA_ECONFIG with the reason in err. */

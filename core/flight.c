@@ -455,6 +455,26 @@ void natka__flight_on_claim(void *opaque, natka__claim_result result) {
   }
 }
 
+/* A route that names a topic reserved for natka (its checkpoints, its dead
+ * letters, Kafka's internals) sends the whole event to the DLQ instead: 1
+ * when it did. Rules, the default route and replays all pass here. */
+static int forbidden_dest(natka__flight *f, const natka__route *route) {
+  natka *gw = f->gw;
+  for (size_t i = 0; i < route->n; i++) {
+    const char *topic = route->dests[i].topic;
+    const char *why = natka__config_topic_reserved(gw->conf, topic);
+    if (why == NULL)
+      continue;
+    char reason[512];
+    snprintf(reason, sizeof(reason),
+             "route to topic '%.250s' refused: reserved for %s", topic, why);
+    gw->stats.forbidden++;
+    dead_letter(f, NATKA_EFORBIDDEN, reason, route->rule);
+    return 1;
+  }
+  return 0;
+}
+
 /* degrade, route and the sends, once dedup has let f through. */
 static void dispatch_rest(natka__flight *f) {
   natka *gw = f->gw;
@@ -492,6 +512,8 @@ static void dispatch_rest(natka__flight *f) {
     dual = 0;
     kafka = 1;
   }
+  if (kafka && forbidden_dest(f, &route))
+    goto done;
   /* Hold one extra count so that no report completes f mid-loop. */
   f->pending++;
   natka__header rev = revision_header(gw);

@@ -44,7 +44,8 @@ typedef enum {
   XX(dual_writes)                                                              \
   XX(txn_commits)                                                              \
   XX(txn_aborts)                                                               \
-  XX(already_committed)
+  XX(already_committed)                                                        \
+  XX(forbidden)
 
 typedef struct natka__gw_stats {
 #define STAT_FIELD(name) int64_t name;

@@ -39,6 +39,7 @@
 #include <cjson/cJSON.h>
 #include <nats/nats.h>
 
+#include "codec.h"
 #include "gateway.h"
 #include "nats_conn.h"
 #include "spool.h"
@@ -105,7 +106,9 @@ static void refuse(natka__ingress *in, natsMsg *req, const char *error,
 }
 
 /* The JetStream copy of the request: same data and headers, with the event
- * id as ce-id and Nats-Msg-Id. */
+ * id as ce-id and Nats-Msg-Id. A request's own Nats-* headers (Nats-TTL,
+ * Nats-Rollup, Nats-Expected-*) would steer the stream: they are stored as
+ * x-Nats-*, as data (see codec.h). */
 static natsStatus copy_for_stream(natka__ingress *in, natsMsg *req,
                                   const natka_event *ev, natsMsg **out) {
   char subject[512];
@@ -124,8 +127,19 @@ static natsStatus copy_for_stream(natka__ingress *in, natsMsg *req,
           strcasecmp(keys[k], "ce-type") == 0 ||
           natsMsgHeader_Values(req, keys[k], &vals, &nvals) != NATS_OK)
         continue;
+      char *renamed = NULL;
+      const char *n = keys[k];
+      if (natka__nats_control_name(n)) {
+        size_t len = strlen(n) + 3;
+        if ((renamed = malloc(len)) == NULL)
+          st = NATS_NO_MEMORY;
+        else
+          snprintf(renamed, len, "x-%s", n);
+        n = renamed;
+      }
       for (int v = 0; st == NATS_OK && v < nvals; v++)
-        st = natsMsgHeader_Add(*out, keys[k], vals[v]);
+        st = natsMsgHeader_Add(*out, n, vals[v]);
+      free(renamed);
       free((void *)vals);
     }
     free((void *)keys);

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "codec.h"
 #include "natka/error.h"
@@ -378,6 +379,8 @@ static void to_nats_headers(void **state) {
   assert_int_equal(natka_event_set_key(ev, "caf\xc3\xa9 7", 7), 0);
   assert_int_equal(natka_event_add_header(ev, "x", "1", 1), 0);
   assert_int_equal(natka_event_add_header(ev, "Nats-Msg-Id", "other", 5), 0);
+  /* A publisher's JetStream control header stays data on the way out. */
+  assert_int_equal(natka_event_add_header(ev, "nats-rollup", "all", 3), 0);
   const natka__wire_header want[] = {WH("ce-specversion", "1.0"),
                                      WH("ce-id", "e-1"),
                                      WH("ce-type", "k"),
@@ -386,7 +389,8 @@ static void to_nats_headers(void **state) {
                                      WH("ce-partitionkey", "caf\xc3\xa9 7"),
                                      WH("Nats-Msg-Id", "e-1"),
                                      WH("x", "1"),
-                                     WH("Nats-Msg-Id", "other")};
+                                     WH("x-Nats-Msg-Id", "other"),
+                                     WH("x-nats-rollup", "all")};
   natka__wire_headers w = {0};
   assert_int_equal(natka__event_to_nats(ev, "natka://gw", &w), 0);
   assert_wire(&w, want, COUNT(want));
@@ -555,6 +559,46 @@ static void from_kafka_defaults(void **state) {
   }
 }
 
+/* A publisher's natka-* headers must not pass for natka's own (a forged
+ * natka-error-code + natka-source would steer `natka dlq replay`). */
+static void inbound_natka_headers_are_renamed(void **state) {
+  (void)state;
+  const natka__wire_header in[] = {
+      WH("ce-id", "e"), WH("natka-error-code", "ETOOBIG"),
+      WH("NATKA-Source", "stream OTHER seq 1"), WH("natka-key-b64", "YQ=="),
+      WH("natkaish", "1")};
+  const char *want[][2] = {{"x-natka-error-code", "ETOOBIG"},
+                           {"x-NATKA-Source", "stream OTHER seq 1"},
+                           {"natkaish", "1"}};
+  for (int kafka = 0; kafka <= 1; kafka++) {
+    natka_event *ev = new_event();
+    /* On Kafka the key is the record's: natka-key-b64 is a plain header. */
+    size_t n = kafka ? COUNT(in) : COUNT(in) - 1;
+    int rc = kafka ? natka__event_from_kafka(ev, NULL, 0, 0, in + 1, n - 1, "v",
+                                             1, NULL, 0)
+                   : natka__event_from_nats(ev, "s", in, COUNT(in), "v", 1,
+                                            NULL, NULL, 0);
+    assert_int_equal(rc, 0);
+    size_t got = natka_event_header_count(ev), w = 0;
+    for (size_t i = 0; i < got; i++) {
+      const char *name = NULL;
+      const void *value = NULL;
+      size_t len = 0;
+      assert_int_equal(natka_event_header_at(ev, i, &name, &value, &len), 0);
+      assert_true(strncasecmp(name, "natka-", 6) != 0);
+      if (kafka && strcmp(name, "x-natka-key-b64") == 0)
+        continue;
+      assert_true(w < COUNT(want));
+      assert_string_equal(name, want[w][0]);
+      assert_memory_equal(value, want[w][1], len);
+      w++;
+    }
+    assert_int_equal(w, COUNT(want));
+    assert_int_equal(got, kafka ? COUNT(want) + 1 : COUNT(want));
+    natka_event_free(ev);
+  }
+}
+
 static void from_kafka_rejects_malformed(void **state) {
   (void)state;
   const natka__wire_header bad_time[] = {WH("ce_time", "yesterday")};
@@ -616,7 +660,7 @@ static void round_trip_nats_kafka_nats(void **state) {
       WH("Nats-Msg-Id", "r-1"),
       WH("ce-source", "/orders"),
       WH("traceparent", "00-0af7651916cd43dd8448eb211c80319c-01"),
-      WH("Nats-Msg-Id", "upstream-9"),
+      WH("x-Nats-Msg-Id", "upstream-9"),
       WH("x-bin", "\0\1\0\xff"),
       WH("x-empty", ""),
       WH("x-multi", "1"),
@@ -641,7 +685,7 @@ static void round_trip_nats_kafka_nats(void **state) {
       WH("ce_time", "2024-06-10T12:34:56.000000001Z"),
       WH("ce_source", "/orders"),
       WH("traceparent", "00-0af7651916cd43dd8448eb211c80319c-01"),
-      WH("Nats-Msg-Id", "upstream-9"),
+      WH("x-Nats-Msg-Id", "upstream-9"),
       WH("x-bin", "\0\1\0\xff"),
       WH("x-empty", ""),
       WH("x-multi", "1"),
@@ -715,6 +759,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(from_kafka_maps_attributes),
     cmocka_unit_test(from_kafka_defaults),
     cmocka_unit_test(from_kafka_rejects_malformed),
+    cmocka_unit_test(inbound_natka_headers_are_renamed),
     cmocka_unit_test(round_trip_nats_kafka_nats),
     cmocka_unit_test(round_trip_adds_missing_source),
 };

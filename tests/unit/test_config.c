@@ -443,6 +443,24 @@ static void bad_topic_name(void **state) {
                "default_topic = '' } }");
 }
 
+/* Only natka writes its checkpoints and dead letters, and nobody writes
+ * Kafka's internal topics: the default route may not name them. */
+static void default_topic_not_reserved(void **state) {
+  (void)state;
+  assert_load_fails("return { route = { default_topic = 'natka.dlq' } }",
+                    "'route.default_topic' is 'natka.dlq', which is reserved "
+                    "for dlq.topic");
+  assert_load_fails("return { kafka = { checkpoint_topic = 'ck' }, route = { "
+                    "default_topic = 'ck' } }",
+                    "reserved for kafka.checkpoint_topic");
+  assert_load_fails("return { route = { default_topic = '__consumer_offsets' "
+                    "} }",
+                    "reserved for Kafka's internal topics");
+  assert_load_fails("return { dlq = { topic = '__dlq' } }",
+                    "must not begin with __");
+  assert_loads("return { route = { default_topic = 'natka.dlq2' } }");
+}
+
 static void bad_stream_name(void **state) {
   (void)state;
   static const char *const bad[] = {"EV.ENTS", "EV ENTS", "EV*",  "EV>",
@@ -855,6 +873,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(bad_topic_name),
     cmocka_unit_test(bad_stream_name),
     cmocka_unit_test(empty_string_forbidden),
+    cmocka_unit_test(default_topic_not_reserved),
     cmocka_unit_test(jetstream_subjects_needed_to_create),
     cmocka_unit_test(infinite_loop_stops),
     cmocka_unit_test(no_io_os_require_load),

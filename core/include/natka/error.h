@@ -30,7 +30,8 @@ extern "C" {
   XX(EHELD, -14, "held by a degrade rule; redelivered later")                  \
   XX(EFENCED, -15,                                                             \
      "another natka with the same kafka.transactional_id took over")           \
-  XX(ERETRIES, -16, "Kafka kept refusing the event; retry.max_attempts used")
+  XX(ERETRIES, -16, "Kafka kept refusing the event; retry.max_attempts used")  \
+  XX(EFORBIDDEN, -17, "destination reserved for natka's own use")
 
 typedef enum {
   NATKA_OK = 0,

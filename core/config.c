@@ -213,6 +213,12 @@ static const row schema[] = {
         1048576, (int64_t)1 << 40,
         "bytes of events between source and Kafka confirmation; above it the "
         "sources pause (the memory bound under a Kafka outage)"),
+    INT("limits.handoff_events", handoff_events, 0, "10000", 1, 10000000,
+        "events a NATS thread may queue for the loop (core NATS subjects, "
+        "spool-backed ingress); beyond it core NATS events are dropped and "
+        "counted, requests get a busy reply"),
+    INT("limits.handoff_bytes", handoff_bytes, 0, "16777216", 65536,
+        (int64_t)1 << 40, "bytes of events queued for the loop, as above"),
     INT("shutdown.drain_timeout_ms", drain_timeout_ms, 0, "30000", 0, 3600000,
         "how long a stop waits for in-flight events"),
     ENUM("log.level", NATKA__CONFIG_LEVEL, log_level, "info",

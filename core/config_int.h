@@ -99,6 +99,8 @@ struct natka_config {
   int64_t max_event_bytes;
   int64_t max_inflight;
   int64_t max_inflight_bytes;
+  int64_t handoff_events; /* mailbox bounds: see mailbox.h */
+  int64_t handoff_bytes;
   int64_t drain_timeout_ms;
 
   /* log.* */

@@ -41,6 +41,7 @@
 
 #include "codec.h"
 #include "gateway.h"
+#include "mailbox.h"
 #include "nats_conn.h"
 #include "spool.h"
 #include "nats_msg.h"
@@ -62,22 +63,19 @@ struct natka__ingress {
 
   /* ingress.store = "spool": requests waiting for the loop. */
   natka__spool *spool;
-  uv_async_t async;
-  int async_open;
-  uv_mutex_t mu;
-  struct spool_req *head, *tail; /* guarded by mu */
-  int closed;                    /* guarded by mu: no more handing over */
+  natka__mailbox mb;
+  int mb_open;
   void (*close_done)(void *data);
   void *close_data;
 };
 
 typedef struct spool_req {
+  natka__letter letter; /* first: the mailbox links requests through it */
   natsMsg *req;
   natka_event *ev;
   uint64_t seq;
   int rc;
   char err[256];
-  struct spool_req *next;
 } spool_req;
 
 static void reply_json(natka__ingress *in, natsMsg *req, cJSON *j) {
@@ -151,50 +149,37 @@ static natsStatus copy_for_stream(natka__ingress *in, natsMsg *req,
   return st;
 }
 
+/* A request the loop is too far behind to take (limits.handoff_*) or that
+ * comes after the close gets a busy reply: never silence, never unbounded
+ * memory. */
 static void hand_to_loop(natka__ingress *in, natsMsg *req, natka_event *ev) {
   spool_req *r = calloc(1, sizeof(*r));
-  if (r == NULL) {
-    refuse(in, req, "busy", "natka is out of memory");
-    natsMsg_Destroy(req);
-    natka_event_free(ev);
-    return;
-  }
-  r->req = req;
-  r->ev = ev;
-  /* Sent under the lock: the loop closes the handle only after setting
-   * `closed` under it. */
-  uv_mutex_lock(&in->mu);
-  int closed = in->closed;
-  if (!closed) {
-    if (in->tail != NULL)
-      in->tail->next = r;
-    else
-      in->head = r;
-    in->tail = r;
-    uv_async_send(&in->async);
-  }
-  uv_mutex_unlock(&in->mu);
-  if (closed) {
-    refuse(in, req, "busy", "natka is stopping");
-    natsMsg_Destroy(req);
-    natka_event_free(ev);
+  const char *why = "natka is out of memory";
+  if (r != NULL) {
+    r->req = req;
+    r->ev = ev;
+    r->letter.bytes = natka__event_wire_size(ev) + sizeof(*r);
+    int rc = natka__mailbox_post(&in->mb, &r->letter);
+    if (rc == 0)
+      return;
+    why = rc == NATKA_ESTOPPED ? "natka is stopping"
+                               : "natka is behind (limits.handoff_events / "
+                                 "limits.handoff_bytes)";
     free(r);
-    return;
   }
+  refuse(in, req, "busy", why);
+  natsMsg_Destroy(req);
+  natka_event_free(ev);
 }
 
 /* On the loop: stores every queued request, syncs once, then answers each
  * (a receipt only for what the sync covered). */
-static void store_queued(natka__ingress *in) {
+static void store_queued(natka__mailbox *mb, natka__letter *list) {
+  natka__ingress *in = mb->data;
+  spool_req *head = (spool_req *)list;
   char err[256] = "";
-  uv_mutex_lock(&in->mu);
-  spool_req *head = in->head;
-  in->head = in->tail = NULL;
-  uv_mutex_unlock(&in->mu);
-  if (head == NULL)
-    return;
   int stored = 0;
-  for (spool_req *r = head; r != NULL; r = r->next) {
+  for (spool_req *r = head; r != NULL; r = (spool_req *)r->letter.next) {
     r->rc = natka__spool_put_event(in->spool, r->ev, &r->seq, r->err,
                                    sizeof(r->err));
     stored += r->rc == 0;
@@ -204,7 +189,7 @@ static void store_queued(natka__ingress *in) {
     sync_rc = natka__spool_sync(in->spool, err, sizeof(err));
   while (head != NULL) {
     spool_req *r = head;
-    head = r->next;
+    head = (spool_req *)r->letter.next;
     if (r->rc == 0 && sync_rc != 0) {
       /* Appended but not known to be on disk: no receipt. It may still be
        * delivered (at least once; a retry would store it twice). */
@@ -226,10 +211,6 @@ static void store_queued(natka__ingress *in) {
     natka_event_free(r->ev);
     free(r);
   }
-}
-
-static void on_async(uv_async_t *a) {
-  store_queued(a->data);
 }
 
 static void on_request(natsConnection *nc, natsSubscription *sub, natsMsg *req,
@@ -305,39 +286,37 @@ int natka__ingress_new(natka__ingress **out, natka *gw, natka__spool *spool,
   in->conf = natka__gateway_config(gw);
   in->log = natka__gateway_log(gw);
   if (strcmp(in->conf->ingress_store, "spool") == 0 && spool != NULL) {
-    if (uv_mutex_init(&in->mu) != 0 ||
-        uv_async_init(natka_loop(gw), &in->async, on_async) != 0) {
+    if (natka__mailbox_init(
+            &in->mb, natka_loop(gw), (size_t)in->conf->handoff_events,
+            (size_t)in->conf->handoff_bytes, store_queued, in) != 0) {
       free(in);
       return natka__errf(err, errlen, NATKA_ENOMEM, "ingress: out of memory");
     }
-    in->async.data = in;
-    in->async_open = 1;
+    in->mb_open = 1;
     in->spool = spool;
   }
   *out = in;
   return 0;
 }
 
-static void on_async_closed(uv_handle_t *h) {
-  natka__ingress *in = h->data;
-  in->async_open = 0;
+static void on_mailbox_closed(natka__mailbox *mb) {
+  natka__ingress *in = mb->data;
+  in->mb_open = 0;
   if (in->close_done != NULL)
     in->close_done(in->close_data);
 }
 
+/* What was handed over is answered (the mailbox drains it first), never
+ * dropped; what comes after gets a busy reply. */
 void natka__ingress_close(natka__ingress *in, void (*done)(void *data),
                           void *data) {
-  if (in == NULL || !in->async_open) {
+  if (in == NULL || !in->mb_open) {
     done(data);
     return;
   }
-  uv_mutex_lock(&in->mu);
-  in->closed = 1;
-  uv_mutex_unlock(&in->mu);
-  store_queued(in); /* what was handed over is answered, never dropped */
   in->close_done = done;
   in->close_data = data;
-  uv_close((uv_handle_t *)&in->async, on_async_closed);
+  natka__mailbox_close(&in->mb, on_mailbox_closed);
 }
 
 static void on_connected(natsConnection *nc, void *closure) {
@@ -413,16 +392,5 @@ void natka__ingress_free(natka__ingress *in) {
   natsOptions_Destroy(in->opts);
   if (in->have_closed_state)
     natka__nats_closed_destroy(&in->closed_state);
-  if (in->spool != NULL) {
-    /* Requests that came in after the close were refused there. */
-    while (in->head != NULL) {
-      spool_req *r = in->head;
-      in->head = r->next;
-      natsMsg_Destroy(r->req);
-      natka_event_free(r->ev);
-      free(r);
-    }
-    uv_mutex_destroy(&in->mu);
-  }
   free(in);
 }

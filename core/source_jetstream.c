@@ -290,10 +290,21 @@ static js_item *decode(natsMsg *msg) {
   return it;
 }
 
+/* One pull request, bounded in messages (the credit) and in bytes
+ * (limits.handoff_bytes), so that a slow loop does not make natka hold a
+ * batch of large messages it cannot take yet. The byte bound is never below
+ * the server's largest message: one that did not fit would never come. */
 static void fetch_once(js_source *s, int batch) {
   natsMsgList list = {0};
-  natsStatus st = natsSubscription_Fetch(&list, s->sub, batch,
-                                         s->conf->js_fetch_expires_ms, NULL);
+  jsFetchRequest req;
+  jsFetchRequest_Init(&req);
+  req.Batch = batch;
+  req.Expires = s->conf->js_fetch_expires_ms * 1000000;
+  req.MaxBytes = s->conf->handoff_bytes;
+  int64_t largest = natsConnection_GetMaxPayload(s->nc) + 4096;
+  if (req.MaxBytes < largest)
+    req.MaxBytes = largest;
+  natsStatus st = natsSubscription_FetchRequest(&list, s->sub, &req);
   if (st != NATS_OK && !(st == NATS_TIMEOUT && list.Count > 0)) {
     natsMsgList_Destroy(&list);
     if (st == NATS_TIMEOUT)

@@ -7,23 +7,26 @@
  * dropped_overload, never silently). Use JetStream for anything that must
  * arrive.
  *
- * nats.c calls on_msg on its own thread; events are queued and handed to the
- * loop with uv_async_send(), like the JetStream source.
+ * nats.c calls on_msg on its own thread; events go to the loop through a
+ * mailbox bounded by limits.handoff_events / handoff_bytes, so a slow loop
+ * costs dropped (and counted) events, not memory.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <nats/nats.h>
 
 #include "gateway.h"
+#include "mailbox.h"
 #include "nats_conn.h"
 #include "nats_msg.h"
 #include "util.h"
 
 typedef struct core_item {
+  natka__letter letter; /* first: the mailbox links items through it */
   natka_event *ev;
   char *malformed;
-  struct core_item *next;
 } core_item;
 
 typedef struct core_source {
@@ -35,69 +38,70 @@ typedef struct core_source {
   natsSubscription **subs;
   size_t nsubs;
 
-  uv_mutex_t mu;
-  /* Guarded by mu. */
-  core_item *head, *tail;
-  int paused;
-  int64_t overload_drops;
+  natka__mailbox mb;
+  atomic_int paused;
+  atomic_llong overload_drops; /* since the loop last counted them */
 
-  uv_async_t async;
   void (*closed)(natka__source *src);
   int closing; /* our own close: the disconnect is expected */
   natka__nats_closed closed_state; /* see nats_conn.h */
   int have_closed_state;
 } core_source;
 
+static void item_free(core_item *it) {
+  natka_event_free(it->ev);
+  free(it->malformed);
+  free(it);
+}
+
+/* nats.c's thread. A message that cannot be queued (the gateway pushes
+ * back, or the loop is behind by limits.handoff_*) is dropped and counted:
+ * core NATS is at most once. */
 static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
                    void *closure) {
   core_source *s = closure;
   core_item *it = NULL;
   (void)nc;
   (void)sub;
-  uv_mutex_lock(&s->mu);
-  int paused = s->paused;
-  if (paused)
-    s->overload_drops++;
-  uv_mutex_unlock(&s->mu);
-  if (paused || (it = calloc(1, sizeof(*it))) == NULL) {
-    natsMsg_Destroy(msg);
-    return;
-  }
-  if (natka__nats_msg_decode(msg, NULL, 0, &it->ev, &it->malformed) != 0) {
+  if (atomic_load(&s->paused) || (it = calloc(1, sizeof(*it))) == NULL ||
+      natka__nats_msg_decode(msg, NULL, 0, &it->ev, &it->malformed) != 0) {
     free(it);
-    natsMsg_Destroy(msg);
-    return;
+    it = NULL;
   }
   natsMsg_Destroy(msg);
-  uv_mutex_lock(&s->mu);
-  if (s->tail != NULL)
-    s->tail->next = it;
-  else
-    s->head = it;
-  s->tail = it;
-  uv_mutex_unlock(&s->mu);
-  uv_async_send(&s->async);
+  if (it != NULL) {
+    it->letter.bytes = natka__event_wire_size(it->ev) + sizeof(*it);
+    if (natka__mailbox_post(&s->mb, &it->letter) == 0)
+      return;
+    item_free(it);
+  }
+  atomic_fetch_add(&s->overload_drops, 1);
+  /* The loop counts the drops when it next drains. */
+  natka__mailbox_post_wake(&s->mb);
 }
 
-static void on_async(uv_async_t *a) {
-  core_source *s = a->data;
-  uv_mutex_lock(&s->mu);
-  core_item *it = s->head;
-  s->head = s->tail = NULL;
-  int64_t drops = s->overload_drops;
-  s->overload_drops = 0;
-  uv_mutex_unlock(&s->mu);
-  for (; drops > 0; drops--)
+static void count_drops(core_source *s) {
+  for (long long drops = atomic_exchange(&s->overload_drops, 0); drops > 0;
+       drops--)
     natka__gateway_count_drop(s->base.gw, &s->base,
                               "core NATS event dropped under backpressure");
-  while (it != NULL) {
-    core_item *next = it->next;
+}
+
+static void on_mail(natka__mailbox *mb, natka__letter *list) {
+  core_source *s = mb->data;
+  count_drops(s);
+  while (list != NULL) {
+    core_item *it = (core_item *)list;
+    list = list->next;
+    if (s->closing) { /* the gateway takes nothing more */
+      item_free(it);
+      continue;
+    }
     if (it->malformed != NULL ||
         natka__gateway_spool(s->base.gw, &s->base, it->ev) == 1)
       natka__gateway_accept(s->base.gw, &s->base, it->ev, NULL, it->malformed);
     free(it->malformed);
     free(it);
-    it = next;
   }
 }
 
@@ -161,17 +165,11 @@ static int core_start(natka__source *src) {
   return 0;
 }
 
-static void set_paused(core_source *s, int paused) {
-  uv_mutex_lock(&s->mu);
-  s->paused = paused;
-  uv_mutex_unlock(&s->mu);
-}
-
 static void core_pause(natka__source *src) {
-  set_paused((core_source *)src, 1);
+  atomic_store(&((core_source *)src)->paused, 1);
 }
 static void core_resume(natka__source *src) {
-  set_paused((core_source *)src, 0);
+  atomic_store(&((core_source *)src)->paused, 0);
 }
 
 static void core_settle(natka__source *src, void *token, natka__settle how,
@@ -199,31 +197,19 @@ static void core_stop(natka__source *src, void (*done)(natka__source *src)) {
   }
   s->nsubs = 0;
   /* Queued events still go to the gateway before the source is done. */
-  on_async(&s->async);
+  natka__mailbox_drain_now(&s->mb);
   if (done != NULL)
     done(src);
 }
 
-static void on_closed(uv_handle_t *h) {
-  core_source *s = h->data;
+static void on_mailbox_closed(natka__mailbox *mb) {
+  core_source *s = mb->data;
   if (s->closed != NULL)
     s->closed(&s->base);
-  uv_mutex_lock(&s->mu);
-  core_item *it = s->head;
-  s->head = s->tail = NULL;
-  uv_mutex_unlock(&s->mu);
-  while (it != NULL) {
-    core_item *next = it->next;
-    natka_event_free(it->ev);
-    free(it->malformed);
-    free(it);
-    it = next;
-  }
   free(s->subs);
   natsOptions_Destroy(s->opts);
   if (s->have_closed_state)
     natka__nats_closed_destroy(&s->closed_state);
-  uv_mutex_destroy(&s->mu);
   free(s->base.name);
   free(s);
 }
@@ -237,7 +223,7 @@ static void core_close(natka__source *src, void (*done)(natka__source *src)) {
   s->closing = 1;
   natka__nats_close(s->nc, &s->closed_state);
   s->nc = NULL;
-  uv_close((uv_handle_t *)&s->async, on_closed);
+  natka__mailbox_close(&s->mb, on_mailbox_closed);
 }
 
 static const natka__source_vt core_vt = {
@@ -254,8 +240,7 @@ static const natka__source_vt core_vt = {
 int natka__source_nats_new(natka__source **out, natka *gw, char *err,
                            size_t errlen) {
   core_source *s = calloc(1, sizeof(*s));
-  if (s == NULL || (s->base.name = natka__strdup("nats")) == NULL ||
-      uv_mutex_init(&s->mu) != 0) {
+  if (s == NULL || (s->base.name = natka__strdup("nats")) == NULL) {
     if (s != NULL)
       free(s->base.name);
     free(s);
@@ -265,13 +250,13 @@ int natka__source_nats_new(natka__source **out, natka *gw, char *err,
   s->base.gw = gw;
   s->conf = natka__gateway_config(gw);
   s->log = natka__gateway_log(gw);
-  if (uv_async_init(natka_loop(gw), &s->async, on_async) != 0) {
-    uv_mutex_destroy(&s->mu);
+  if (natka__mailbox_init(&s->mb, natka_loop(gw),
+                          (size_t)s->conf->handoff_events,
+                          (size_t)s->conf->handoff_bytes, on_mail, s) != 0) {
     free(s->base.name);
     free(s);
-    return natka__errf(err, errlen, NATKA_ENOMEM, "cannot create async");
+    return natka__errf(err, errlen, NATKA_ENOMEM, "out of memory");
   }
-  s->async.data = s;
   *out = &s->base;
   return 0;
 }

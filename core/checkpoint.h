@@ -41,10 +41,13 @@ void natka__checkpoint_clear(natka__checkpoint *c);
 
 /* The JSON record (malloc'd; NULL when out of memory). */
 char *natka__checkpoint_encode(const natka__checkpoint *c, const char *id);
-/* Parses a record into an empty checkpoint; 0, or NATKA_EMALFORMED with the
- * reason in err. */
+/* Parses a record of the instance `id` (its transactional.id, the key it
+ * was read under) into an empty checkpoint; 0, or NATKA_EMALFORMED with the
+ * reason in err (NATKA_ENOMEM). Strict: "v" must be 1, "id" must be `id`,
+ * every position decimal digits within uint64. Anything else is refused,
+ * never skipped or guessed at (the checkpoint stays empty then). */
 int natka__checkpoint_decode(natka__checkpoint *c, const char *json, size_t len,
-                             char *err, size_t errlen);
+                             const char *id, char *err, size_t errlen);
 
 /*
  * Reads the last committed checkpoint of `key` from partition 0 of the

@@ -200,12 +200,19 @@ static rd_kafka_t *new_consumer(const natka_config *conf, const char *bootstrap,
   return rk;
 }
 
-/* Keeps the value of the last record of `key` in *value. */
-static int take(const rd_kafka_message_t *m, const char *key, char **value) {
+int natka__checkpoint_take(const char *key, const void *mkey, size_t mkey_len,
+                           const void *payload, size_t len, char **value) {
   size_t klen = strlen(key);
-  if (m->key_len != klen || memcmp(m->key, key, klen) != 0)
+  if (mkey_len != klen || (klen > 0 && memcmp(mkey, key, klen) != 0))
     return 0;
-  char *v = natka__memdup(m->payload ? m->payload : "", m->len);
+  /* A tombstone deletes the checkpoint, as compaction will once it runs:
+   * what comes before it no longer counts, what comes after does. */
+  if (payload == NULL) {
+    free(*value);
+    *value = NULL;
+    return 0;
+  }
+  char *v = natka__memdup(payload, len);
   if (v == NULL)
     return NATKA_ENOMEM;
   free(*value);
@@ -268,7 +275,8 @@ int natka__checkpoint_read(const natka_config *conf, const char *bootstrap,
                       topic, rd_kafka_message_errstr(m));
     } else {
       reached = m->offset + 1 > reached ? m->offset + 1 : reached;
-      if (take(m, key, value) != 0)
+      if (natka__checkpoint_take(key, m->key, m->key_len, m->payload, m->len,
+                                 value) != 0)
         rc = natka__errf(err, errlen, NATKA_ENOMEM, "out of memory");
     }
     rd_kafka_message_destroy(m);

@@ -49,13 +49,21 @@ char *natka__checkpoint_encode(const natka__checkpoint *c, const char *id);
 int natka__checkpoint_decode(natka__checkpoint *c, const char *json, size_t len,
                              const char *id, char *err, size_t errlen);
 
+/* One record read from the checkpoint topic, with key mkey: when it is
+ * `key`'s, *value becomes its value (malloc'd, NUL-terminated), or NULL for
+ * a tombstone (payload NULL), which resets the checkpoint. 0 or
+ * NATKA_ENOMEM (*value unchanged then). */
+int natka__checkpoint_take(const char *key, const void *mkey, size_t mkey_len,
+                           const void *payload, size_t len, char **value);
+
 /*
  * Reads the last committed checkpoint of `key` from partition 0 of the
  * checkpoint topic with a read_committed consumer (blocks: threadpool only).
  * *value is the record's value (malloc'd, NUL-terminated) or NULL when there
- * is none yet (no topic, or no record of that key). `bootstrap` is the
- * cluster to read (the embedded one's address for "embedded"). Returns 0 or
- * NATKA_EKAFKA / NATKA_ETIMEDOUT with the reason in err.
+ * is none (no topic, no record of that key, or a tombstone after the last
+ * one). `bootstrap` is the cluster to read (the embedded one's address for
+ * "embedded"). Returns 0 or NATKA_EKAFKA / NATKA_ETIMEDOUT with the reason
+ * in err.
  */
 int natka__checkpoint_read(const natka_config *conf, const char *bootstrap,
                            const char *key, char **value, char *err,

@@ -294,6 +294,32 @@ static void test_odd_shapes_are_refused(void **state) {
                  "twice");
 }
 
+/* What the reader keeps of the records on the topic: the last value of its
+ * key; a tombstone (NULL value) after it means no checkpoint, a record after
+ * the tombstone counts again. */
+static void test_a_tombstone_resets_the_checkpoint(void **state) {
+  (void)state;
+  char *value = NULL;
+  assert_int_equal(
+      natka__checkpoint_take("natka-a", "natka-a", 7, "A", 1, &value), 0);
+  assert_string_equal(value, "A");
+  assert_int_equal(
+      natka__checkpoint_take("natka-a", "natka-b", 7, "B", 1, &value), 0);
+  assert_string_equal(value, "A"); /* another instance's key */
+  assert_int_equal(
+      natka__checkpoint_take("natka-a", "natka-a", 7, NULL, 0, &value), 0);
+  assert_null(value);
+  assert_int_equal(
+      natka__checkpoint_take("natka-a", "natka-a", 7, "C", 1, &value), 0);
+  assert_string_equal(value, "C");
+  /* An empty value is a record, not a tombstone: decoding refuses it. */
+  assert_int_equal(
+      natka__checkpoint_take("natka-a", "natka-a", 7, "", 0, &value), 0);
+  assert_non_null(value);
+  assert_string_equal(value, "");
+  free(value);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_positions_merge_into_ranges),
     cmocka_unit_test(test_membership_holes_included),
@@ -309,6 +335,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_only_version_1_is_read),
     cmocka_unit_test(test_the_id_must_be_the_key_read),
     cmocka_unit_test(test_odd_shapes_are_refused),
+    cmocka_unit_test(test_a_tombstone_resets_the_checkpoint),
 };
 
 NATKA_TEST_MAIN(tests)

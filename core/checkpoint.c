@@ -67,37 +67,97 @@ done:
   return text;
 }
 
+/* One source's floor and done. Positions are read strictly (digits within
+ * uint64): a floor or a set read wrong says that events were committed that
+ * were not, and they would be acked without being produced. */
+static int decode_source(natka__checkpoint *c, const cJSON *s, char *err,
+                         size_t errlen) {
+  const cJSON *floor = cJSON_GetObjectItemCaseSensitive(s, "floor");
+  const cJSON *done = cJSON_GetObjectItemCaseSensitive(s, "done");
+  uint64_t f;
+  if (!cJSON_IsString(floor) || !cJSON_IsString(done))
+    return natka__errf(err, errlen, NATKA_EMALFORMED,
+                       "checkpoint: source '%s' lacks floor/done (strings)",
+                       s->string);
+  if (natka__seqset_parse_pos(floor->valuestring, &f) != 0)
+    return natka__errf(err, errlen, NATKA_EMALFORMED,
+                       "checkpoint: source '%s': floor '%.40s' is not a "
+                       "position (decimal digits, at most %" PRIu64 ")",
+                       s->string, floor->valuestring, UINT64_MAX);
+  size_t before = c->n;
+  natka__ckpt_source *cs = natka__checkpoint_source(c, s->string);
+  if (cs == NULL)
+    return natka__errf(err, errlen, NATKA_ENOMEM, "out of memory");
+  if (c->n == before)
+    return natka__errf(err, errlen, NATKA_EMALFORMED,
+                       "checkpoint: source '%s' is there twice", s->string);
+  cs->floor = f;
+  int rc = natka__seqset_parse(&cs->done, done->valuestring);
+  if (rc == NATKA_ENOMEM)
+    return natka__errf(err, errlen, rc, "out of memory");
+  if (rc != 0)
+    return natka__errf(err, errlen, NATKA_EMALFORMED,
+                       "checkpoint: source '%s': done '%.60s' is not a list "
+                       "of positions (\"1-5,7\", sorted, each at most "
+                       "%" PRIu64 ")",
+                       s->string, done->valuestring, UINT64_MAX);
+  return 0;
+}
+
 int natka__checkpoint_decode(natka__checkpoint *c, const char *json, size_t len,
-                             char *err, size_t errlen) {
+                             const char *id, char *err, size_t errlen) {
   int rc = NATKA_EMALFORMED;
-  cJSON *root = cJSON_ParseWithLength(json, len);
-  cJSON *sources = cJSON_GetObjectItemCaseSensitive(root, "sources");
+  const char *end = NULL;
+  cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "v");
+  const cJSON *rid = cJSON_GetObjectItemCaseSensitive(root, "id");
+  const cJSON *sources = cJSON_GetObjectItemCaseSensitive(root, "sources");
   const cJSON *s;
+  /* cJSON stops after the value: what follows must be blanks. */
+  while (root != NULL && end < json + len &&
+         (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+    end++;
+  if (root == NULL || end != json + len) {
+    natka__errf(err, errlen, rc, "checkpoint: not JSON");
+    goto done;
+  }
+  if (!cJSON_IsObject(root)) {
+    natka__errf(err, errlen, rc, "checkpoint: not a natka checkpoint record");
+    goto done;
+  }
+  /* A later version may mean something else by the same fields. */
+  if (v == NULL) {
+    natka__errf(err, errlen, rc, "checkpoint: no version (\"v\")");
+    goto done;
+  }
+  if (!cJSON_IsNumber(v)) {
+    natka__errf(err, errlen, rc, "checkpoint: version (\"v\") is not a number");
+    goto done;
+  }
+  if (v->valuedouble != 1) {
+    natka__errf(err, errlen, rc,
+                "checkpoint: version %g, natka reads version 1 only",
+                v->valuedouble);
+    goto done;
+  }
+  /* Another instance's positions are not this one's. */
+  if (!cJSON_IsString(rid)) {
+    natka__errf(err, errlen, rc, "checkpoint: no \"id\" (a string)");
+    goto done;
+  }
+  if (strcmp(rid->valuestring, id) != 0) {
+    natka__errf(err, errlen, rc,
+                "checkpoint: written for id '%.200s', not '%s'",
+                rid->valuestring, id);
+    goto done;
+  }
   if (!cJSON_IsObject(sources)) {
     natka__errf(err, errlen, rc, "checkpoint: not a natka checkpoint record");
     goto done;
   }
   cJSON_ArrayForEach(s, sources) {
-    const cJSON *floor = cJSON_GetObjectItemCaseSensitive(s, "floor");
-    const cJSON *done = cJSON_GetObjectItemCaseSensitive(s, "done");
-    char *end = NULL;
-    natka__ckpt_source *cs = NULL;
-    if (!cJSON_IsString(floor) || !cJSON_IsString(done)) {
-      natka__errf(err, errlen, rc, "checkpoint: source '%s' lacks floor/done",
-                  s->string);
+    if ((rc = decode_source(c, s, err, errlen)) != 0)
       goto done;
-    }
-    uint64_t f = strtoull(floor->valuestring, &end, 10);
-    if ((cs = natka__checkpoint_source(c, s->string)) == NULL) {
-      rc = natka__errf(err, errlen, NATKA_ENOMEM, "out of memory");
-      goto done;
-    }
-    cs->floor = f;
-    if (*end != '\0' || natka__seqset_parse(&cs->done, done->valuestring)) {
-      natka__errf(err, errlen, rc, "checkpoint: source '%s': bad positions",
-                  s->string);
-      goto done;
-    }
   }
   rc = 0;
 done:
@@ -140,12 +200,19 @@ static rd_kafka_t *new_consumer(const natka_config *conf, const char *bootstrap,
   return rk;
 }
 
-/* Keeps the value of the last record of `key` in *value. */
-static int take(const rd_kafka_message_t *m, const char *key, char **value) {
+int natka__checkpoint_take(const char *key, const void *mkey, size_t mkey_len,
+                           const void *payload, size_t len, char **value) {
   size_t klen = strlen(key);
-  if (m->key_len != klen || memcmp(m->key, key, klen) != 0)
+  if (mkey_len != klen || (klen > 0 && memcmp(mkey, key, klen) != 0))
     return 0;
-  char *v = natka__memdup(m->payload ? m->payload : "", m->len);
+  /* A tombstone deletes the checkpoint, as compaction will once it runs:
+   * what comes before it no longer counts, what comes after does. */
+  if (payload == NULL) {
+    free(*value);
+    *value = NULL;
+    return 0;
+  }
+  char *v = natka__memdup(payload, len);
   if (v == NULL)
     return NATKA_ENOMEM;
   free(*value);
@@ -208,7 +275,8 @@ int natka__checkpoint_read(const natka_config *conf, const char *bootstrap,
                       topic, rd_kafka_message_errstr(m));
     } else {
       reached = m->offset + 1 > reached ? m->offset + 1 : reached;
-      if (take(m, key, value) != 0)
+      if (natka__checkpoint_take(key, m->key, m->key_len, m->payload, m->len,
+                                 value) != 0)
         rc = natka__errf(err, errlen, NATKA_ENOMEM, "out of memory");
     }
     rd_kafka_message_destroy(m);

@@ -41,18 +41,29 @@ void natka__checkpoint_clear(natka__checkpoint *c);
 
 /* The JSON record (malloc'd; NULL when out of memory). */
 char *natka__checkpoint_encode(const natka__checkpoint *c, const char *id);
-/* Parses a record into an empty checkpoint; 0, or NATKA_EMALFORMED with the
- * reason in err. */
+/* Parses a record of the instance `id` (its transactional.id, the key it
+ * was read under) into an empty checkpoint; 0, or NATKA_EMALFORMED with the
+ * reason in err (NATKA_ENOMEM). Strict: "v" must be 1, "id" must be `id`,
+ * every position decimal digits within uint64. Anything else is refused,
+ * never skipped or guessed at (the checkpoint stays empty then). */
 int natka__checkpoint_decode(natka__checkpoint *c, const char *json, size_t len,
-                             char *err, size_t errlen);
+                             const char *id, char *err, size_t errlen);
+
+/* One record read from the checkpoint topic, with key mkey: when it is
+ * `key`'s, *value becomes its value (malloc'd, NUL-terminated), or NULL for
+ * a tombstone (payload NULL), which resets the checkpoint. 0 or
+ * NATKA_ENOMEM (*value unchanged then). */
+int natka__checkpoint_take(const char *key, const void *mkey, size_t mkey_len,
+                           const void *payload, size_t len, char **value);
 
 /*
  * Reads the last committed checkpoint of `key` from partition 0 of the
  * checkpoint topic with a read_committed consumer (blocks: threadpool only).
  * *value is the record's value (malloc'd, NUL-terminated) or NULL when there
- * is none yet (no topic, or no record of that key). `bootstrap` is the
- * cluster to read (the embedded one's address for "embedded"). Returns 0 or
- * NATKA_EKAFKA / NATKA_ETIMEDOUT with the reason in err.
+ * is none (no topic, no record of that key, or a tombstone after the last
+ * one). `bootstrap` is the cluster to read (the embedded one's address for
+ * "embedded"). Returns 0 or NATKA_EKAFKA / NATKA_ETIMEDOUT with the reason
+ * in err.
  */
 int natka__checkpoint_read(const natka_config *conf, const char *bootstrap,
                            const char *key, char **value, char *err,

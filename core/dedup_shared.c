@@ -103,6 +103,24 @@ static int open_bucket(natka__claims *c) {
   return 0;
 }
 
+/* The value is nats.c's message data: `len` bytes, with a NUL after them
+ * only "if the value is an actual string" (nats.h), and empty (or NULL)
+ * when something other than natka put the key. So it is compared by
+ * length, never read as a C string: the old strcmp(v + 1, ...) read past
+ * the end of an empty value. */
+natka__claim_result natka__claims_judge(const void *value, size_t len,
+                                        const char *mine) {
+  const char *v = value;
+  size_t n = strlen(mine);
+  if (len > 0 && v[0] == 'd')
+    return NATKA__CLAIM_DUPLICATE;
+  /* The id after the first byte is this very event's: a copy of it that
+   * was not handled left the claim. */
+  if (len > 0 && len == n && memcmp(v + 1, mine + 1, n - 1) == 0)
+    return NATKA__CLAIM_TAKEN; /* this event again: take it over */
+  return NATKA__CLAIM_PENDING;
+}
+
 static void serve(natka__claims *c, req *r) {
   if (r->kind == RELEASE) {
     kvStore_Delete(c->kv, r->kvkey);
@@ -120,13 +138,9 @@ static void serve(natka__claims *c, req *r) {
   } else if (st == NATS_ERR && kvStore_Get(&e, c->kv, r->kvkey) == NATS_OK) {
     /* NATS_ERR is also what a full stream or a limit gives: only a key
      * that is really there answers for the event. */
-    const char *v = kvEntry_ValueString(e);
-    if (v != NULL && v[0] == 'd')
-      r->result = NATKA__CLAIM_DUPLICATE;
-    else if (v != NULL && strcmp(v + 1, r->value + 1) == 0)
-      r->result = NATKA__CLAIM_TAKEN; /* this event again: take it over */
-    else
-      r->result = NATKA__CLAIM_PENDING;
+    int len = kvEntry_ValueLen(e);
+    r->result = natka__claims_judge(kvEntry_Value(e), len > 0 ? (size_t)len : 0,
+                                    r->value);
   } else {
     r->result = NATKA__CLAIM_ERROR;
   }

@@ -27,6 +27,13 @@ typedef enum {
   NATKA__CLAIM_ERROR = 3      /* KV did not answer: the caller naks */
 } natka__claim_result;
 
+/* What a key's value in the bucket (`len` bytes, no terminator needed;
+ * value may be NULL when len is 0) says to the claim `mine` ("p <event
+ * id>"): handled (a "d" value), this very event's (taken), or anything else
+ * (pending). Exposed for the tests. */
+natka__claim_result natka__claims_judge(const void *value, size_t len,
+                                        const char *mine);
+
 /* Called on the loop thread, once per claim, in the order asked. */
 typedef void (*natka__claim_cb)(void *opaque, natka__claim_result result);
 

@@ -116,13 +116,31 @@ char *natka__seqset_format(const natka__seqset *s) {
   return buf;
 }
 
+/* Decimal digits only, within uint64. Not strtoull: it takes a sign, blanks
+ * and "0x", and turns an overflow into UINT64_MAX, which in a checkpoint
+ * reads as "everything is committed" and would ack events never produced. */
 static int parse_u64(const char **p, uint64_t *out) {
-  char *end;
-  if (**p < '0' || **p > '9')
+  const char *s = *p;
+  uint64_t v = 0;
+  if (*s < '0' || *s > '9')
     return -1;
-  unsigned long long v = strtoull(*p, &end, 10);
-  *p = end;
+  for (; *s >= '0' && *s <= '9'; s++) {
+    unsigned d = (unsigned)(*s - '0');
+    if (v > (UINT64_MAX - d) / 10)
+      return -1;
+    v = v * 10 + d;
+  }
+  *p = s;
   *out = v;
+  return 0;
+}
+
+int natka__seqset_parse_pos(const char *text, uint64_t *pos) {
+  const char *p = text;
+  uint64_t v;
+  if (parse_u64(&p, &v) != 0 || *p != '\0')
+    return NATKA_EINVAL;
+  *pos = v;
   return 0;
 }
 
@@ -139,15 +157,17 @@ int natka__seqset_parse(natka__seqset *s, const char *text) {
       if (parse_u64(&p, &hi) != 0 || hi < lo)
         goto bad;
     }
-    /* Ranges come sorted and apart; anything else is not ours. */
-    if (out.n > 0 && lo <= out.r[out.n - 1].hi + 1)
+    /* Ranges come sorted and apart (lo > prev.hi + 1, asked without the
+     * + 1, which wraps at UINT64_MAX); anything else is not ours. */
+    if (out.n > 0 &&
+        (lo <= out.r[out.n - 1].hi || lo - out.r[out.n - 1].hi < 2))
       goto bad;
     if (reserve(&out, out.n + 1) != 0) {
       natka__seqset_clear(&out);
       return NATKA_ENOMEM;
     }
     out.r[out.n++] = (natka__seqrange){lo, hi};
-    if (*p == ',')
+    if (*p == ',' && p[1] != '\0')
       p++;
     else if (*p != '\0')
       goto bad;

@@ -36,7 +36,12 @@ void natka__seqset_clear(natka__seqset *s);
  * NULL when out of memory. */
 char *natka__seqset_format(const natka__seqset *s);
 /* Parses what natka__seqset_format() wrote into an empty set; 0, or
- * NATKA_EINVAL for text that is not such a list (the set stays empty). */
+ * NATKA_EINVAL for text that is not such a list (the set stays empty):
+ * positions are decimal digits within uint64 (no sign, no blanks, no
+ * overflow), ranges sorted and apart, commas only between them. */
 int natka__seqset_parse(natka__seqset *s, const char *text);
+/* One position, the whole of text, by the same rule; 0, or NATKA_EINVAL
+ * (*pos untouched then). */
+int natka__seqset_parse_pos(const char *text, uint64_t *pos);
 
 #endif

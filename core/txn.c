@@ -112,14 +112,16 @@ int natka__txn_new(natka__txn **out, natka *gw, const char *checkpoint,
   t->gw = gw;
   if (checkpoint != NULL) {
     char why[512];
-    int rc = natka__checkpoint_decode(&t->committed, checkpoint,
-                                      strlen(checkpoint), why, sizeof(why));
+    int rc = natka__checkpoint_decode(
+        &t->committed, checkpoint, strlen(checkpoint),
+        natka__sink_kafka_txn_id(gw->sink), why, sizeof(why));
     if (rc != 0) {
       free(t);
       return natka__errf(err, errlen, rc,
                          "%s (kafka.checkpoint_topic '%s', key '%s'); natka "
-                         "will not guess what was committed: remove that "
-                         "record to start from JetStream's ack floor",
+                         "will not guess what was committed: produce a "
+                         "tombstone (null value) for that key to start from "
+                         "JetStream's ack floor",
                          why, gw->conf->kafka_checkpoint_topic,
                          natka__sink_kafka_txn_id(gw->sink));
     }

@@ -1,11 +1,14 @@
 /* The dedup window (core/dedup.c): duplicates within the window by count and
- * by age, forgetting failed keys, binary keys. */
+ * by age, forgetting failed keys, binary keys; and how the shared window
+ * (core/dedup_shared.c) reads a key's value from its bucket. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "runner.h"
 
 #include "dedup.h"
+#include "dedup_shared.h"
 #include "natka/error.h"
 
 #define SEC 1000000000LL
@@ -98,6 +101,33 @@ static void test_many_keys_stay_consistent(void **state) {
   natka__dedup_free(d);
 }
 
+/* The shared window's value for a key, as nats.c hands it over: `len`
+ * bytes in a buffer of exactly that size, no terminator. */
+static natka__claim_result judge(const char *text, size_t len,
+                                 const char *mine) {
+  char *v = malloc(len); /* malloc(0): nothing readable at all */
+  assert_true(v != NULL || len == 0);
+  if (len > 0)
+    memcpy(v, text, len);
+  natka__claim_result r = natka__claims_judge(v, len, mine);
+  free(v);
+  return r;
+}
+
+/* A value is read within its length: an empty one (a key someone else put
+ * "" under) and one without a terminator are judged, not overrun. */
+static void test_a_shared_value_is_read_within_its_length(void **state) {
+  (void)state;
+  assert_int_equal(judge("", 0, "p x-1"), NATKA__CLAIM_PENDING);
+  assert_int_equal(judge("p", 1, "p x-1"), NATKA__CLAIM_PENDING);
+  assert_int_equal(judge("d", 1, "p x-1"), NATKA__CLAIM_DUPLICATE);
+  assert_int_equal(judge("d x-1", 5, "p x-1"), NATKA__CLAIM_DUPLICATE);
+  assert_int_equal(judge("p x-1", 5, "p x-1"), NATKA__CLAIM_TAKEN);
+  assert_int_equal(judge("p x-12", 6, "p x-1"), NATKA__CLAIM_PENDING);
+  assert_int_equal(judge("p x-", 4, "p x-1"), NATKA__CLAIM_PENDING);
+  assert_int_equal(judge("p x-2", 5, "p x-1"), NATKA__CLAIM_PENDING);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_a_second_key_is_a_duplicate),
     cmocka_unit_test(test_a_key_in_flight_is_pending_not_a_duplicate),
@@ -106,6 +136,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_a_removed_key_is_new_again),
     cmocka_unit_test(test_keys_are_bytes),
     cmocka_unit_test(test_many_keys_stay_consistent),
+    cmocka_unit_test(test_a_shared_value_is_read_within_its_length),
 };
 
 NATKA_TEST_MAIN(tests)

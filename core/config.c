@@ -175,6 +175,14 @@ static const row schema[] = {
     STR("route.default_topic", route_default_topic, F_TOPIC, "",
         "topic for events no rule routes; empty: a topic named after the "
         "event's kind"),
+    LIST("route.allow", route_allow, F_NONEMPTY, "",
+         "topics a route may name (globs: * any run, ? one character); a "
+         "destination outside them is dead-lettered (EFORBIDDEN); empty: any "
+         "topic not reserved for natka"),
+    LIST("route.allow_subjects", route_allow_subjects, F_NONEMPTY, "",
+         "NATS subjects a dual write may go to (NATS patterns: * one token, "
+         "> the rest); outside them it is dead-lettered (EFORBIDDEN); empty: "
+         "any"),
     STR("event.source", event_source, F_NONEMPTY, "natka",
         "ce-source given to events that have none"),
     STR("dlq.topic", dlq_topic, F_NONEMPTY | F_TOPIC, "natka.dlq",
@@ -692,6 +700,25 @@ const char *natka__config_topic_reserved(const natka_config *conf,
   return NULL;
 }
 
+static int any_match(const natka__strlist *l, const char *s,
+                     int (*match)(const char *pattern, const char *s)) {
+  if (l->n == 0)
+    return 1;
+  for (size_t i = 0; i < l->n; i++)
+    if (match(l->v[i], s))
+      return 1;
+  return 0;
+}
+
+int natka__config_topic_allowed(const natka_config *conf, const char *topic) {
+  return any_match(&conf->route_allow, topic, natka__glob_match);
+}
+
+int natka__config_subject_allowed(const natka_config *conf,
+                                  const char *subject) {
+  return any_match(&conf->route_allow_subjects, subject, natka__subject_match);
+}
+
 int natka__config_validate(const natka_config *conf, char *err, size_t errlen) {
   const char *dt = conf->route_default_topic, *why = NULL;
   if (dt[0] != '\0' && (why = natka__config_topic_reserved(conf, dt)) != NULL)
@@ -699,6 +726,11 @@ int natka__config_validate(const natka_config *conf, char *err, size_t errlen) {
                              "'route.default_topic' is '%s', which is "
                              "reserved for %s",
                              dt, why);
+  if (dt[0] != '\0' && !natka__config_topic_allowed(conf, dt))
+    return natka__config_bad(err, errlen,
+                             "'route.default_topic' is '%s', which "
+                             "'route.allow' does not allow",
+                             dt);
   if (strncmp(conf->dlq_topic, "__", 2) == 0 ||
       strncmp(conf->kafka_checkpoint_topic, "__", 2) == 0)
     return natka__config_bad(err, errlen,

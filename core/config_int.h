@@ -80,6 +80,8 @@ struct natka_config {
 
   /* route.* / event.* / dlq.* */
   char *route_default_topic;
+  natka__strlist route_allow;          /* topic globs; empty: any */
+  natka__strlist route_allow_subjects; /* NATS patterns; empty: any */
   char *event_source;
   char *dlq_topic;
   char *dlq_subject; /* "": none */
@@ -188,6 +190,12 @@ int natka__config_eval(natka_config *conf, const char *buf, size_t len,
  * the event's kind) could forge checkpoints or dead letters. */
 const char *natka__config_topic_reserved(const natka_config *conf,
                                          const char *topic);
+
+/* Whether route.allow lets a route name `topic` / route.allow_subjects
+ * lets a dual write go to `subject` (an empty list allows everything). */
+int natka__config_topic_allowed(const natka_config *conf, const char *topic);
+int natka__config_subject_allowed(const natka_config *conf,
+                                  const char *subject);
 
 /* Checks that need several keys at once (kafka.queue_low < kafka.queue_high,
  * ...). Loading and natka_config_set() call it on the would-be result before

@@ -455,24 +455,36 @@ void natka__flight_on_claim(void *opaque, natka__claim_result result) {
   }
 }
 
-/* A route that names a topic reserved for natka (its checkpoints, its dead
- * letters, Kafka's internals) sends the whole event to the DLQ instead: 1
- * when it did. Rules, the default route and replays all pass here. */
-static int forbidden_dest(natka__flight *f, const natka__route *route) {
+/* A destination natka may not write (a topic reserved for natka, or one
+ * outside route.allow / route.allow_subjects) sends the whole event to the
+ * DLQ instead, before anything was sent: 1 when it did. Rules, the default
+ * route and replays all pass here. */
+static int forbidden(natka__flight *f, const natka__route *route, int kafka,
+                     const char *subject) {
   natka *gw = f->gw;
-  for (size_t i = 0; i < route->n; i++) {
+  const natka_config *c = gw->conf;
+  char reason[600] = "";
+  for (size_t i = 0; kafka && reason[0] == '\0' && i < route->n; i++) {
     const char *topic = route->dests[i].topic;
-    const char *why = natka__config_topic_reserved(gw->conf, topic);
-    if (why == NULL)
-      continue;
-    char reason[512];
-    snprintf(reason, sizeof(reason),
-             "route to topic '%.250s' refused: reserved for %s", topic, why);
-    gw->stats.forbidden++;
-    dead_letter(f, NATKA_EFORBIDDEN, reason, route->rule);
-    return 1;
+    const char *why = natka__config_topic_reserved(c, topic);
+    if (why != NULL)
+      snprintf(reason, sizeof(reason),
+               "route to topic '%.250s' refused: reserved for %s", topic, why);
+    else if (!natka__config_topic_allowed(c, topic))
+      snprintf(reason, sizeof(reason),
+               "route to topic '%.250s' refused: not in route.allow", topic);
   }
-  return 0;
+  if (reason[0] == '\0' && subject != NULL &&
+      !natka__config_subject_allowed(c, subject))
+    snprintf(reason, sizeof(reason),
+             "dual write to subject '%.250s' refused: not in "
+             "route.allow_subjects",
+             subject);
+  if (reason[0] == '\0')
+    return 0;
+  gw->stats.forbidden++;
+  dead_letter(f, NATKA_EFORBIDDEN, reason, route->rule);
+  return 1;
 }
 
 /* degrade, route and the sends, once dedup has let f through. */
@@ -512,7 +524,9 @@ static void dispatch_rest(natka__flight *f) {
     dual = 0;
     kafka = 1;
   }
-  if (kafka && forbidden_dest(f, &route))
+  if (dual)
+    dual_subject(gw, f, &d, subject, sizeof(subject));
+  if (forbidden(f, &route, kafka, dual ? subject : NULL))
     goto done;
   /* Hold one extra count so that no report completes f mid-loop. */
   f->pending++;
@@ -520,7 +534,6 @@ static void dispatch_rest(natka__flight *f) {
   for (size_t i = 0; kafka && i < route.n; i++)
     send_one(f, gw->sink, &route.dests[i], &rev, 1);
   if (dual) {
-    dual_subject(gw, f, &d, subject, sizeof(subject));
     natka__dest to = {.topic = subject, .partition = -1};
     gw->stats.dual_writes++;
     send_one(f, gw->nats_sink, &to, &rev, 1);

@@ -82,3 +82,41 @@ void natka__topic_from_name(const char *name, char *out, size_t outlen) {
   if (n == 0 || strcmp(out, ".") == 0 || strcmp(out, "..") == 0)
     snprintf(out, outlen, "_");
 }
+
+int natka__glob_match(const char *p, const char *s) {
+  const char *star = NULL, *resume = NULL;
+  while (*s != '\0') {
+    if (*p == '*') {
+      star = p++;
+      resume = s;
+    } else if (*p == '?' || *p == *s) {
+      p++;
+      s++;
+    } else if (star != NULL) {
+      p = star + 1;
+      s = ++resume;
+    } else {
+      return 0;
+    }
+  }
+  while (*p == '*')
+    p++;
+  return *p == '\0';
+}
+
+int natka__subject_match(const char *p, const char *s) {
+  for (;;) {
+    size_t pl = strcspn(p, "."), sl = strcspn(s, ".");
+    if (pl == 1 && *p == '>')
+      return p[1] == '\0' && sl > 0;
+    if (sl == 0 ||
+        !((pl == 1 && *p == '*') || (pl == sl && memcmp(p, s, pl) == 0)))
+      return 0;
+    p += pl;
+    s += sl;
+    if (*p == '\0' || *s == '\0')
+      return *p == '\0' && *s == '\0';
+    p++;
+    s++;
+  }
+}

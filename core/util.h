@@ -25,4 +25,13 @@ int natka__uuid7(char out[37]);
  * reserved "." / ".." become "_". */
 void natka__topic_from_name(const char *name, char *out, size_t outlen);
 
+/* Whether `s` matches the glob `pattern`: '*' any run of characters
+ * (including none), '?' one character, everything else itself. Iterative:
+ * linear in practice, quadratic at worst, never recursive. */
+int natka__glob_match(const char *pattern, const char *s);
+
+/* Whether a NATS subject matches a subscription-style pattern: tokens split
+ * by '.', '*' one token, '>' (last) one or more tokens. */
+int natka__subject_match(const char *pattern, const char *subject);
+
 #endif

@@ -1,6 +1,7 @@
 /*
  * What a publisher controls is data, never control. A publisher tries to:
  *
+ * - reach a topic outside route.allow (EFORBIDDEN too).
  * - write natka's own topics: an event kind naming dlq.topic,
  *   kafka.checkpoint_topic or a Kafka internal topic (the default route
  *   names the topic after the kind), and a rule routing to the DLQ topic.
@@ -23,11 +24,12 @@
 
 #include "harness.h"
 
-#define N_FORBIDDEN 5
+#define N_FORBIDDEN 6
 
 typedef struct run {
   it_test *t;
   char stream[96], subject[128], req[128], good[128], dlq[128], ckpt[128];
+  char other[128];
   char rules_bucket[96], status_bucket[96], name[96], config[PATH_MAX];
   int forbidden, forged_checked, good_seen, ttl_seen;
 } run;
@@ -43,7 +45,9 @@ static int header_count(const it_record *r, const char *name) {
 static void check_dead_letter(run *x, const it_record *r, const char *id) {
   it_test *t = x->t;
   IT_CHECK_STR(t, it_record_hstr(r, "natka-error-code"), "EFORBIDDEN");
-  IT_CHECK_HAS(t, it_record_hstr(r, "natka-error"), "reserved for");
+  IT_CHECK_HAS(t, it_record_hstr(r, "natka-error"),
+               strcmp(id, "f-notallowed") == 0 ? "not in route.allow"
+                                               : "reserved for");
   IT_CHECK_INT(t, header_count(r, "natka-error-code"), ==, 1);
   IT_CHECK_INT(t, header_count(r, "natka-source"), ==, 1);
   IT_CHECK_INT(t, header_count(r, "natka-rules-revision"), ==, 1);
@@ -94,6 +98,7 @@ static void publish_events(run *x, it_js *js) {
             {"f-ckpt", x->ckpt},
             {"f-internal", "__consumer_offsets"},
             {"f-rule", "rule.to.dlq"},
+            {"f-notallowed", x->other},
             {"f-good", x->good}};
   for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++) {
     it_hdr h[] = {{"ce-id", ev[i].id}, {"ce-type", ev[i].kind}};
@@ -190,6 +195,7 @@ int main(int argc, char **argv) {
   snprintf(x.good, sizeof(x.good), "%s_good", t.uniq);
   snprintf(x.dlq, sizeof(x.dlq), "%s_dlq", t.uniq);
   snprintf(x.ckpt, sizeof(x.ckpt), "%s_ckpt", t.uniq);
+  snprintf(x.other, sizeof(x.other), "%s_other", t.uniq);
   snprintf(x.rules_bucket, sizeof(x.rules_bucket), "%s_rules", t.uniq);
   snprintf(x.status_bucket, sizeof(x.status_bucket), "%s_status", t.uniq);
   snprintf(x.name, sizeof(x.name), "%s", t.uniq);
@@ -204,19 +210,21 @@ int main(int argc, char **argv) {
            x.dlq);
   it_kv_put(&t, rules, "route", src);
   kvStore_Destroy(rules);
-  it_write_file(&t, "natka.conf", x.config,
-                "return {\n"
-                "  nats = { url = '%s', name = '%s' },\n"
-                "  kafka = { brokers = '%s', checkpoint_topic = '%s' },\n"
-                "  ingress = { subjects = { '%s.req.>' },\n"
-                "              stream_prefix = '%s.js.stored' },\n"
-                "  jetstream = { stream = '%s', subjects = { '%s.js.>' } },\n"
-                "  rules = { bucket = '%s', status_bucket = '%s' },\n"
-                "  switches = { bucket = '' },\n"
-                "  dlq = { topic = '%s' },\n"
-                "}\n",
-                t.nats_url, x.name, t.kafka_brokers, x.ckpt, t.uniq, t.uniq,
-                x.stream, t.uniq, x.rules_bucket, x.status_bucket, x.dlq);
+  it_write_file(
+      &t, "natka.conf", x.config,
+      "return {\n"
+      "  nats = { url = '%s', name = '%s' },\n"
+      "  kafka = { brokers = '%s', checkpoint_topic = '%s' },\n"
+      "  ingress = { subjects = { '%s.req.>' },\n"
+      "              stream_prefix = '%s.js.stored' },\n"
+      "  jetstream = { stream = '%s', subjects = { '%s.js.>' } },\n"
+      "  rules = { bucket = '%s', status_bucket = '%s' },\n"
+      "  switches = { bucket = '' },\n"
+      "  dlq = { topic = '%s' },\n"
+      "  route = { allow = { '%s_g*', '%s_dlq', '%s_ckpt', '__*' } },\n"
+      "}\n",
+      t.nats_url, x.name, t.kafka_brokers, x.ckpt, t.uniq, t.uniq, x.stream,
+      t.uniq, x.rules_bucket, x.status_bucket, x.dlq, t.uniq, t.uniq, t.uniq);
   it_natka_start(&t, &natka, x.config, "natka.log");
   IT_CHECK_INT(&t, it_wait_log(&natka, "consuming", 30000), ==, 0);
   IT_CHECK_INT(&t, it_wait_log(&natka, "ingress: taking requests", 15000), ==,

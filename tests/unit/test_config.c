@@ -9,6 +9,7 @@
 
 #include "config_int.h"
 #include "natka/error.h"
+#include "util.h"
 
 /* Every key of the configuration, as the README documents them. */
 static const char *const all_keys[] = {
@@ -445,6 +446,43 @@ static void bad_topic_name(void **state) {
 
 /* Only natka writes its checkpoints and dead letters, and nobody writes
  * Kafka's internal topics: the default route may not name them. */
+static void allow_lists_match(void **state) {
+  (void)state;
+  natka_config *conf = NULL;
+  char err[256];
+  assert_int_equal(natka_config_new(&conf), 0);
+  assert_true(natka__config_topic_allowed(conf, "anything"));
+  assert_true(natka__config_subject_allowed(conf, "a.b"));
+  assert_int_equal(natka_config_load_string(
+                       conf,
+                       "return { route = { allow = { 'orders.*', 'audit', "
+                       "'p?y' }, allow_subjects = { 'dual.*.x', 'ops.>' } } }",
+                       "t", err, sizeof(err)),
+                   0);
+  assert_true(natka__config_topic_allowed(conf, "orders.created"));
+  assert_true(natka__config_topic_allowed(conf, "orders."));
+  assert_true(natka__config_topic_allowed(conf, "audit"));
+  assert_true(natka__config_topic_allowed(conf, "pay"));
+  assert_false(natka__config_topic_allowed(conf, "audit2"));
+  assert_false(natka__config_topic_allowed(conf, "order"));
+  assert_false(natka__config_topic_allowed(conf, "paay"));
+  assert_true(natka__config_subject_allowed(conf, "dual.a.x"));
+  assert_false(natka__config_subject_allowed(conf, "dual.a.b.x"));
+  assert_false(natka__config_subject_allowed(conf, "dual.a"));
+  assert_true(natka__config_subject_allowed(conf, "ops.a"));
+  assert_true(natka__config_subject_allowed(conf, "ops.a.b"));
+  assert_false(natka__config_subject_allowed(conf, "ops"));
+  assert_false(natka__config_subject_allowed(conf, "$KV.rules.x"));
+  natka_config_free(conf);
+  assert_load_fails("return { route = { allow = { 'a*' }, default_topic = "
+                    "'b' } }",
+                    "'route.default_topic' is 'b', which 'route.allow' does "
+                    "not allow");
+  /* A pathological glob stays cheap (no backtracking blow-up). */
+  assert_false(natka__glob_match("*a*a*a*a*a*a*a*a*b",
+                                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+}
+
 static void default_topic_not_reserved(void **state) {
   (void)state;
   assert_load_fails("return { route = { default_topic = 'natka.dlq' } }",
@@ -874,6 +912,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(bad_stream_name),
     cmocka_unit_test(empty_string_forbidden),
     cmocka_unit_test(default_topic_not_reserved),
+    cmocka_unit_test(allow_lists_match),
     cmocka_unit_test(jetstream_subjects_needed_to_create),
     cmocka_unit_test(infinite_loop_stops),
     cmocka_unit_test(no_io_os_require_load),

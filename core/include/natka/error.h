@@ -31,7 +31,7 @@ extern "C" {
   XX(EFENCED, -15,                                                             \
      "another natka with the same kafka.transactional_id took over")           \
   XX(ERETRIES, -16, "Kafka kept refusing the event; retry.max_attempts used")  \
-  XX(EFORBIDDEN, -17, "destination reserved for natka's own use")
+  XX(EFORBIDDEN, -17, "destination reserved for natka, or outside route.allow")
 
 typedef enum {
   NATKA_OK = 0,

@@ -84,6 +84,7 @@ typedef struct js_source {
   size_t nretired;
   char last_problem[256];
   int64_t floor_read_ns;
+  int64_t avg_msg_bytes; /* moving average of fetched messages' sizes */
   natka__nats_closed closed_state; /* see nats_conn.h */
   int have_closed_state;
   int closing; /* our own close: the disconnect is expected */
@@ -290,21 +291,11 @@ static js_item *decode(natsMsg *msg) {
   return it;
 }
 
-/* One pull request, bounded in messages (the credit) and in bytes
- * (limits.handoff_bytes), so that a slow loop does not make natka hold a
- * batch of large messages it cannot take yet. The byte bound is never below
- * the server's largest message: one that did not fit would never come. */
+/* One pull request for at most `batch` messages. */
 static void fetch_once(js_source *s, int batch) {
   natsMsgList list = {0};
-  jsFetchRequest req;
-  jsFetchRequest_Init(&req);
-  req.Batch = batch;
-  req.Expires = s->conf->js_fetch_expires_ms * 1000000;
-  req.MaxBytes = s->conf->handoff_bytes;
-  int64_t largest = natsConnection_GetMaxPayload(s->nc) + 4096;
-  if (req.MaxBytes < largest)
-    req.MaxBytes = largest;
-  natsStatus st = natsSubscription_FetchRequest(&list, s->sub, &req);
+  natsStatus st = natsSubscription_Fetch(&list, s->sub, batch,
+                                         s->conf->js_fetch_expires_ms, NULL);
   if (st != NATS_OK && !(st == NATS_TIMEOUT && list.Count > 0)) {
     natsMsgList_Destroy(&list);
     if (st == NATS_TIMEOUT)
@@ -325,7 +316,9 @@ static void fetch_once(js_source *s, int batch) {
   }
   js_item *head = NULL, *tail = NULL;
   int n = 0;
+  int64_t bytes = 0;
   for (int i = 0; i < list.Count; i++) {
+    bytes += natsMsg_GetDataLength(list.Msgs[i]) + 64; /* + headers, roughly */
     js_item *it = decode(list.Msgs[i]);
     if (it == NULL) {
       /* Out of memory: leave it unacked; JetStream redelivers it. The list
@@ -341,6 +334,11 @@ static void fetch_once(js_source *s, int batch) {
       head = it;
     tail = it;
     n++;
+  }
+  if (list.Count > 0) {
+    int64_t mean = bytes / list.Count;
+    s->avg_msg_bytes =
+        s->avg_msg_bytes == 0 ? mean : (3 * s->avg_msg_bytes + mean) / 4;
   }
   natsMsgList_Destroy(&list);
   if (n == 0)
@@ -406,6 +404,15 @@ static void fetch_thread(void *arg) {
       continue;
     }
     int64_t batch = credit < s->conf->js_batch ? credit : s->conf->js_batch;
+    /* Bounded in bytes too (limits.handoff_bytes), by the size of the
+     * messages seen so far: a slow loop must not make natka pull a batch of
+     * large messages it cannot take yet. (A pull request's own max_bytes is
+     * not used: with it, nats.c 3.4.1 ended fetches with a "Batch
+     * Completed" error, and natka aborted on a double free right after.) */
+    if (s->avg_msg_bytes > 0) {
+      int64_t fit = s->conf->handoff_bytes / s->avg_msg_bytes;
+      batch = fit < 1 ? 1 : fit < batch ? fit : batch;
+    }
     fetch_once(s, (int)batch);
     read_floor(s);
   }

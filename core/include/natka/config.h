@@ -15,6 +15,8 @@
 #ifndef NATKA_CONFIG_H
 #define NATKA_CONFIG_H
 
+#include "natka/export.h"
+
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -38,40 +40,43 @@ typedef void (*natka_log_cb)(natka_log_level level, const char *msg,
 
 /* Creates a configuration holding every default. Returns 0, NATKA_EINVAL or
  * NATKA_ENOMEM. */
-int natka_config_new(natka_config **out);
+NATKA_EXTERN int natka_config_new(natka_config **out);
 
 /* Frees a configuration not taken by natka_new(). NULL is a no-op. */
-void natka_config_free(natka_config *conf);
+NATKA_EXTERN void natka_config_free(natka_config *conf);
 
 /* Evaluates a config file / a config chunk and applies the table it returns
  * over the current values. `name` names the chunk in messages. On error
  * returns NATKA_ECONFIG (or NATKA_EIO when the file cannot be read) and writes
  * a message naming the key or line to errbuf (errlen bytes, always
  * NUL-terminated); the configuration is then unchanged. */
-int natka_config_load_file(natka_config *conf, const char *path, char *errbuf,
-                           size_t errlen);
-int natka_config_load_string(natka_config *conf, const char *chunk,
-                             const char *name, char *errbuf, size_t errlen);
+NATKA_EXTERN int natka_config_load_file(natka_config *conf, const char *path,
+                                        char *errbuf, size_t errlen);
+NATKA_EXTERN int natka_config_load_string(natka_config *conf, const char *chunk,
+                                          const char *name, char *errbuf,
+                                          size_t errlen);
 
 /* Sets one key by its dotted name from text ("kafka.linger_ms", "20");
  * the text is parsed as the key's type (lists: comma-separated; maps such
  * as kafka.properties: "kafka.properties.NAME"). Returns 0 or NATKA_ECONFIG
  * with the reason in errbuf. */
-int natka_config_set(natka_config *conf, const char *key, const char *value,
-                     char *errbuf, size_t errlen);
+NATKA_EXTERN int natka_config_set(natka_config *conf, const char *key,
+                                  const char *value, char *errbuf,
+                                  size_t errlen);
 
 /* Reads one key back as text into buf (same names as natka_config_set).
  * Returns 0, NATKA_ECONFIG (unknown key) or NATKA_EINVAL (buf too small). */
-int natka_config_get(const natka_config *conf, const char *key, char *buf,
-                     size_t len);
+NATKA_EXTERN int natka_config_get(const natka_config *conf, const char *key,
+                                  char *buf, size_t len);
 
 /* Sets where log lines go (default: stderr with a timestamp). */
-void natka_config_set_logger(natka_config *conf, natka_log_cb cb, void *data);
+NATKA_EXTERN void natka_config_set_logger(natka_config *conf, natka_log_cb cb,
+                                          void *data);
 
 /* Writes the configuration reference (every key, its type, default and
  * meaning) as Markdown to `out` (a FILE *, passed as void * to keep stdio out
  * of this header). */
-void natka_config_write_reference(void *out);
+NATKA_EXTERN void natka_config_write_reference(void *out);
 
 #ifdef __cplusplus
 }

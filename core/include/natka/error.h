@@ -9,6 +9,8 @@
 #ifndef NATKA_ERROR_H
 #define NATKA_ERROR_H
 
+#include "natka/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -44,12 +46,12 @@ typedef enum {
  * Returns a static, human-readable message for `err` ("invalid argument").
  * Unknown codes give "unknown error". Any thread.
  */
-const char *natka_strerror(int err);
+NATKA_EXTERN const char *natka_strerror(int err);
 
 /*
  * Returns the static name of `err` ("EINVAL"), or "UNKNOWN". Any thread.
  */
-const char *natka_err_name(int err);
+NATKA_EXTERN const char *natka_err_name(int err);
 
 #ifdef __cplusplus
 }

@@ -20,6 +20,8 @@
 #ifndef NATKA_NATKA_H
 #define NATKA_NATKA_H
 
+#include "natka/export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -59,7 +61,7 @@ typedef void (*natka_report_cb)(natka *gw, const natka_report *r, void *data);
 typedef void (*natka_stop_cb)(natka *gw, int status, void *data);
 
 /* "0.1.0". Any thread. */
-const char *natka_version(void);
+NATKA_EXTERN const char *natka_version(void);
 
 /*
  * Creates a gateway from `conf`. With loop == NULL the gateway makes and owns
@@ -73,8 +75,8 @@ const char *natka_version(void);
  * NATKA_ERULE (rules failed to load), NATKA_EKAFKA (producer refused the
  * configuration); errbuf receives the reason.
  */
-int natka_new(natka **out, natka_config *conf, uv_loop_t *loop, char *errbuf,
-              size_t errlen);
+NATKA_EXTERN int natka_new(natka **out, natka_config *conf, uv_loop_t *loop,
+                           char *errbuf, size_t errlen);
 
 /*
  * Starts the gateway: opens the disk spool (spool.dir; a torn tail is cut
@@ -89,7 +91,7 @@ int natka_new(natka **out, natka_config *conf, uv_loop_t *loop, char *errbuf,
  * or NATKA_EIO / NATKA_EBUSY (the spool cannot be opened, or another
  * process holds it).
  */
-int natka_start(natka *gw);
+NATKA_EXTERN int natka_start(natka *gw);
 
 /*
  * For a gateway that owns its loop: natka_start() then runs the loop until
@@ -97,7 +99,7 @@ int natka_start(natka *gw);
  * natka_stop(). Returns the stop status, or NATKA_EINVAL when the gateway
  * runs on the caller's loop.
  */
-int natka_run(natka *gw);
+NATKA_EXTERN int natka_run(natka *gw);
 
 /*
  * Hands an event to the gateway as if it came from a source: rules decide its
@@ -111,7 +113,8 @@ int natka_run(natka *gw);
  * (limits.max_inflight or limits.max_inflight_bytes reached, or rules from
  * KV not loaded yet: retry later), NATKA_ETOOBIG.
  */
-int natka_inject(natka *gw, natka_event *ev, natka_report_cb cb, void *data);
+NATKA_EXTERN int natka_inject(natka *gw, natka_event *ev, natka_report_cb cb,
+                              void *data);
 
 /*
  * Stops gracefully: stops fetching, waits for in-flight events to be
@@ -119,17 +122,17 @@ int natka_inject(natka *gw, natka_event *ev, natka_report_cb cb, void *data);
  * connections and handles, then calls `cb` (may be NULL). Calling it again is
  * a no-op returning NATKA_ESTOPPED.
  */
-int natka_stop(natka *gw, natka_stop_cb cb, void *data);
+NATKA_EXTERN int natka_stop(natka *gw, natka_stop_cb cb, void *data);
 
 /* Frees the gateway. Only after the stop callback ran, or if never started. */
-void natka_free(natka *gw);
+NATKA_EXTERN void natka_free(natka *gw);
 
 /* The loop the gateway runs on. */
-uv_loop_t *natka_loop(natka *gw);
+NATKA_EXTERN uv_loop_t *natka_loop(natka *gw);
 
 /* A pointer for the host's own use; natka never touches it. */
-void natka_set_data(natka *gw, void *data);
-void *natka_get_data(const natka *gw);
+NATKA_EXTERN void natka_set_data(natka *gw, void *data);
+NATKA_EXTERN void *natka_get_data(const natka *gw);
 
 /* A counter by name (events_in, delivered, dropped, deadlettered, failed,
  * nacked, rule_errors, malformed, oversized, dropped_overload,
@@ -137,19 +140,20 @@ void *natka_get_data(const natka *gw);
  * degrade_drops, dual_writes, txn_commits, txn_aborts, already_committed,
  * ingress_accepted, ingress_refused, inflight, inflight_bytes, kafka_queued,
  * spool_pending, spool_bytes); -1 for an unknown name. Loop thread. */
-int64_t natka_stat(const natka *gw, const char *name);
+NATKA_EXTERN int64_t natka_stat(const natka *gw, const char *name);
 
 /* Report accessors; valid only inside the natka_report_cb call. */
-natka_fate natka_report_fate(const natka_report *r);
-const natka_event *natka_report_event(const natka_report *r);
+NATKA_EXTERN natka_fate natka_report_fate(const natka_report *r);
+NATKA_EXTERN const natka_event *natka_report_event(const natka_report *r);
 /* 0 or the NATKA_E* code, and a message, for NATKA_FAILED and
  * NATKA_DEADLETTERED; NULL message otherwise. */
-int natka_report_error(const natka_report *r, const char **msg);
+NATKA_EXTERN int natka_report_error(const natka_report *r, const char **msg);
 /* Number of destinations the event was written to (for NATKA_DEADLETTERED:
  * 1, the dead-letter topic), and the i-th one. */
-size_t natka_report_count(const natka_report *r);
-int natka_report_dest(const natka_report *r, size_t i, const char **topic,
-                      int32_t *partition, int64_t *offset);
+NATKA_EXTERN size_t natka_report_count(const natka_report *r);
+NATKA_EXTERN int natka_report_dest(const natka_report *r, size_t i,
+                                   const char **topic, int32_t *partition,
+                                   int64_t *offset);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cli_opts.h"
 #include "cmd_rules.h"
 #include "codec.h"
 #include "config_int.h"
@@ -120,12 +121,7 @@ int natka__dlq_fail(int status, const char *fmt, ...) {
   return status;
 }
 
-static int usage(const char *fmt, const char *arg) {
-  fputs("dlq replay: ", stderr);
-  fprintf(stderr, fmt, arg);
-  fputs("\nTry 'natka dlq replay --help'.\n", stderr);
-  return NATKA__CLI_USAGE;
-}
+#define usage(...) natka__cli_usage("dlq replay", __VA_ARGS__)
 
 /* ------------------------------------------------------------- options */
 
@@ -230,25 +226,39 @@ enum {
   O_SKIP_BAD
 };
 
-static const struct {
-  const char *shrt, *lng;
-  int id, value;
-} options[] = {
-    {"-c", "--config", O_CONFIG, 1},     {"-s", "--set", O_SET, 1},
-    {NULL, "--topic", O_TOPIC, 1},       {NULL, "--group", O_GROUP, 1},
-    {NULL, "--from-offset", O_FROM, 1},  {NULL, "--since", O_SINCE, 1},
-    {NULL, "--subject", O_SUBJECT, 1},   {NULL, "--code", O_CODE, 1},
-    {NULL, "--max", O_MAX, 1},           {NULL, "--dry-run", O_DRY_RUN, 0},
-    {NULL, "--skip-bad", O_SKIP_BAD, 0},
+static const natka__cli_opt options[] = {
+    {"-c", "--config", O_CONFIG, 1, 0},
+    {"-s", "--set", O_SET, 1, 0},
+    {NULL, "--topic", O_TOPIC, 1, 0},
+    {NULL, "--group", O_GROUP, 1, 0},
+    {NULL, "--from-offset", O_FROM, 1, 0},
+    {NULL, "--since", O_SINCE, 1, 0},
+    {NULL, "--subject", O_SUBJECT, 1, 0},
+    {NULL, "--code", O_CODE, 1, 0},
+    {NULL, "--max", O_MAX, 1, 0},
+    {NULL, "--dry-run", O_DRY_RUN, 0, 0},
+    {NULL, "--skip-bad", O_SKIP_BAD, 0, 0},
 };
 
-static int set_option(natka__dlq_opts *r, int id, const char *v, char **confv,
-                      int *nconf, natka__dlq_part **named, size_t *nnamed) {
+/* What parsing fills in besides the options themselves. */
+typedef struct parse_state {
+  natka__dlq_opts *r;
+  char **confv; /* the -c/-s pairs, in order */
+  int nconf;
+  natka__dlq_part **named;
+  size_t *nnamed;
+} parse_state;
+
+static int set_option(void *data, int id, const char *v) {
+  parse_state *ps = data;
+  natka__dlq_opts *r = ps->r;
   switch (id) {
+  case NATKA__CLI_ARG:
+    return usage("unexpected argument '%s'", v);
   case O_CONFIG:
   case O_SET:
-    confv[(*nconf)++] = id == O_CONFIG ? "-c" : "-s";
-    confv[(*nconf)++] = (char *)v;
+    ps->confv[ps->nconf++] = id == O_CONFIG ? "-c" : "-s";
+    ps->confv[ps->nconf++] = (char *)v;
     return 0;
   case O_TOPIC:
     r->topic = v;
@@ -262,7 +272,7 @@ static int set_option(natka__dlq_opts *r, int id, const char *v, char **confv,
                ? 0
                : usage("--subject '%s' is not a subject to publish on", v);
   case O_FROM:
-    return parse_from(r, v, named, nnamed);
+    return parse_from(r, v, ps->named, ps->nnamed);
   case O_SINCE:
     return parse_since(r, v);
   case O_CODE:
@@ -284,34 +294,17 @@ static int set_option(natka__dlq_opts *r, int id, const char *v, char **confv,
  * -1 after printing the help, or an exit status. */
 static int parse(natka__dlq_opts *r, int argc, char **argv, char **confv,
                  int *nconf, natka__dlq_part **named, size_t *nnamed) {
-  for (int i = 3; i < argc; i++) {
-    const char *a = argv[i], *v = NULL;
-    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-      fputs(replay_help, stdout);
-      return -1;
-    }
-    if (a[0] != '-' || a[1] == '\0')
-      return usage("unexpected argument '%s'", a);
-    size_t alen = strcspn(a, "=");
-    const char *inline_value = a[alen] == '=' ? a + alen + 1 : NULL;
-    size_t k = 0, nopts = sizeof(options) / sizeof(options[0]);
-    while (k < nopts &&
-           !(options[k].shrt != NULL && strcmp(a, options[k].shrt) == 0) &&
-           !(strncmp(a, options[k].lng, alen) == 0 &&
-             options[k].lng[alen] == '\0'))
-      k++;
-    if (k == nopts)
-      return usage("unknown option '%s'", a);
-    if (!options[k].value && inline_value != NULL)
-      return usage("option '%s' takes no value", a);
-    if (options[k].value && inline_value == NULL && i + 1 >= argc)
-      return usage("option '%s' needs a value", a);
-    if (options[k].value)
-      v = inline_value != NULL ? inline_value : argv[++i];
-    int rc = set_option(r, options[k].id, v, confv, nconf, named, nnamed);
-    if (rc != 0)
-      return rc;
-  }
+  parse_state ps = {r, confv, 0, named, nnamed};
+  natka__cli_parser p = {.who = "dlq replay",
+                         .help = replay_help,
+                         .opts = options,
+                         .nopts = sizeof(options) / sizeof(options[0]),
+                         .on = set_option,
+                         .data = &ps};
+  int rc = natka__cli_parse(&p, argc, argv, 3);
+  *nconf = ps.nconf;
+  if (rc != 0)
+    return rc;
   if (r->since_ms >= 0 && (r->from_all >= 0 || r->named_parts))
     return usage("%s", "--since and --from-offset exclude each other");
   return 0;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_opts.h"
 #include "config_int.h"
 #include "natka/error.h"
 #include "rules.h"
@@ -128,20 +129,19 @@ typedef enum {
   O_JSON
 } opt_id;
 
-static const struct {
-  const char *shrt, *lng;
-  opt_id id;
-  int value, allowed;
-} options[] = {
-    {"-c", "--config", O_CONFIG, 1, ALL},
-    {"-s", "--set", O_SET, 1, ALL},
-    {NULL, "--bucket", O_BUCKET, 1, ALL},
+static const natka__cli_opt options[] = {
+    {"-c", "--config", O_CONFIG, 1, 0},
+    {"-s", "--set", O_SET, 1, 0},
+    {NULL, "--bucket", O_BUCKET, 1, 0},
     {NULL, "--dry-run", O_DRY_RUN, 0, PUSH},
     {NULL, "--delete", O_DELETE, 1, PUSH},
     {NULL, "--events", O_EVENTS, 1, TEST},
     {NULL, "--switch", O_SWITCH, 1, TEST},
     {NULL, "--json", O_JSON, 0, TEST | STATUS},
 };
+
+/* The names of the command bits, for "only applies to ...". */
+static const char *const bit_names[] = {"push", "test", "status", "rollback"};
 
 int natka__cli_fail(const natka__rules_cli *c, int status, const char *fmt,
                     ...) {
@@ -155,10 +155,9 @@ int natka__cli_fail(const natka__rules_cli *c, int status, const char *fmt,
 }
 
 static int usage(const natka__rules_cli *c, const char *fmt, const char *arg) {
-  fprintf(stderr, "rules %s: ", c->cmd);
-  fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\nTry 'natka rules %s --help'.\n", c->cmd);
-  return NATKA__CLI_USAGE;
+  char who[64];
+  snprintf(who, sizeof(who), "rules %s", c->cmd);
+  return natka__cli_usage(who, fmt, arg);
 }
 
 int natka__cli_rules_new(natka__rules_cli *c, natka__rules **out) {
@@ -261,16 +260,45 @@ void natka__cli_modules_free(natka__cli_module *mods, size_t n) {
   free(mods);
 }
 
-/* "--name=value" or "--name" "value"; advances *i past what it used. */
-static int option_value(natka__rules_cli *c, int argc, char **argv, int *i,
-                        const char *inline_value, const char **out) {
-  if (inline_value != NULL) {
-    *out = inline_value;
-    return 0;
+typedef struct parse_state {
+  natka__rules_cli *c;
+  char **confv; /* the -c/-s pairs, in order */
+  int nconf;
+} parse_state;
+
+static int set_option(void *data, int id, const char *v) {
+  parse_state *ps = data;
+  natka__rules_cli *c = ps->c;
+  switch ((opt_id)id) {
+  case O_CONFIG:
+  case O_SET:
+    ps->confv[ps->nconf++] = id == O_CONFIG ? "-c" : "-s";
+    ps->confv[ps->nconf++] = (char *)v;
+    break;
+  case O_BUCKET:
+    c->bucket = v;
+    break;
+  case O_DRY_RUN:
+    c->dry_run = 1;
+    break;
+  case O_DELETE:
+    c->deletes[c->ndeletes++] = v;
+    break;
+  case O_EVENTS:
+    c->events = v;
+    break;
+  case O_SWITCH:
+    if (strchr(v, '=') == NULL || v[0] == '=')
+      return usage(c, "--switch wants NAME=VALUE, got '%s'", v);
+    c->switches[c->nswitches++] = v;
+    break;
+  case O_JSON:
+    c->json = 1;
+    break;
+  default: /* NATKA__CLI_ARG */
+    c->args[c->nargs++] = v;
+    break;
   }
-  if (*i + 1 >= argc)
-    return usage(c, "option '%s' needs a value", argv[*i]);
-  *out = argv[++*i];
   return 0;
 }
 
@@ -282,67 +310,22 @@ static int option_value(natka__rules_cli *c, int argc, char **argv, int *i,
  */
 static int parse(natka__rules_cli *c, int bit, const char *help, int argc,
                  char **argv, char **confv, int *nconf) {
-  int only_args = 0;
-  for (int i = 3; i < argc; i++) {
-    const char *a = argv[i], *v = NULL;
-    if (only_args || a[0] != '-' || a[1] == '\0') {
-      c->args[c->nargs++] = a;
-      continue;
-    }
-    if (strcmp(a, "--") == 0) {
-      only_args = 1;
-      continue;
-    }
-    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-      fputs(help, stdout);
-      return -1;
-    }
-    size_t alen = strcspn(a, "=");
-    const char *inline_value = a[alen] == '=' ? a + alen + 1 : NULL;
-    size_t k = 0, nopts = sizeof(options) / sizeof(options[0]);
-    while (k < nopts &&
-           !(options[k].shrt != NULL && strcmp(a, options[k].shrt) == 0) &&
-           !(strncmp(a, options[k].lng, alen) == 0 &&
-             options[k].lng[alen] == '\0'))
-      k++;
-    if (k == nopts)
-      return usage(c, "unknown option '%s'", a);
-    if (!(options[k].allowed & bit))
-      return usage(c, "option '%s' does not apply to this command", a);
-    if (!options[k].value && inline_value != NULL)
-      return usage(c, "option '%s' takes no value", a);
-    if (options[k].value &&
-        option_value(c, argc, argv, &i, inline_value, &v) != 0)
-      return NATKA__CLI_USAGE;
-    switch (options[k].id) {
-    case O_CONFIG:
-    case O_SET:
-      confv[(*nconf)++] = options[k].id == O_CONFIG ? "-c" : "-s";
-      confv[(*nconf)++] = (char *)v;
-      break;
-    case O_BUCKET:
-      c->bucket = v;
-      break;
-    case O_DRY_RUN:
-      c->dry_run = 1;
-      break;
-    case O_DELETE:
-      c->deletes[c->ndeletes++] = v;
-      break;
-    case O_EVENTS:
-      c->events = v;
-      break;
-    case O_SWITCH:
-      if (strchr(v, '=') == NULL || v[0] == '=')
-        return usage(c, "--switch wants NAME=VALUE, got '%s'", v);
-      c->switches[c->nswitches++] = v;
-      break;
-    case O_JSON:
-      c->json = 1;
-      break;
-    }
-  }
-  return 0;
+  char who[64];
+  snprintf(who, sizeof(who), "rules %s", c->cmd);
+  parse_state ps = {c, confv, 0};
+  natka__cli_parser p = {.who = who,
+                         .help = help,
+                         .opts = options,
+                         .nopts = sizeof(options) / sizeof(options[0]),
+                         .bit = (unsigned)bit,
+                         .bit_names = bit_names,
+                         .nbits = 4,
+                         .dashdash = 1,
+                         .on = set_option,
+                         .data = &ps};
+  int rc = natka__cli_parse(&p, argc, argv, 3);
+  *nconf = ps.nconf;
+  return rc;
 }
 
 /* The arguments each command needs, once the options are sorted out. */

@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 #include <nats/nats.h>
 
+#include "cli_opts.h"
 #include "cmd_rules.h"
 #include "event_int.h"
 #include "natka/error.h"
@@ -133,10 +134,9 @@ typedef struct spool_cli {
 } spool_cli;
 
 static int usage(const spool_cli *c, const char *fmt, const char *arg) {
-  fprintf(stderr, "spool %s: ", c->cmd);
-  fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\nTry 'natka spool %s --help'.\n", c->cmd);
-  return NATKA__CLI_USAGE;
+  char who[64];
+  snprintf(who, sizeof(who), "spool %s", c->cmd);
+  return natka__cli_usage(who, fmt, arg);
 }
 
 static int fail(const spool_cli *c, int status, const char *msg) {
@@ -144,52 +144,63 @@ static int fail(const spool_cli *c, int status, const char *msg) {
   return status;
 }
 
+enum { O_CONFIG, O_SET, O_LIMIT, O_ALL, O_JSON };
+
+static const natka__cli_opt options[] = {
+    {"-c", "--config", O_CONFIG, 1, REPLAY}, {"-s", "--set", O_SET, 1, REPLAY},
+    {NULL, "--limit", O_LIMIT, 1, INSPECT},  {NULL, "--all", O_ALL, 0, INSPECT},
+    {NULL, "--json", O_JSON, 0, INSPECT},
+};
+
+/* The names of the command bits, for "only applies to ...". */
+static const char *const bit_names[] = {"inspect", "verify", "replay"};
+
+static int set_option(void *data, int id, const char *v) {
+  spool_cli *c = data;
+  char *end = NULL;
+  switch (id) {
+  case NATKA__CLI_ARG:
+    if (c->dir != NULL)
+      return usage(c, "unexpected argument '%s' (one DIR only)", v);
+    c->dir = v;
+    return 0;
+  case O_CONFIG:
+  case O_SET:
+    c->confv[c->nconf++] = id == O_CONFIG ? "-c" : "-s";
+    c->confv[c->nconf++] = (char *)v;
+    return 0;
+  case O_LIMIT:
+    errno = 0;
+    c->limit = strtoll(v, &end, 10);
+    if (errno != 0 || end == v || *end != '\0' || c->limit < 0)
+      return usage(c, "--limit wants a number >= 0, got '%s'", v);
+    return 0;
+  case O_ALL:
+    c->all = 1;
+    return 0;
+  default:
+    c->json = 1;
+    return 0;
+  }
+}
+
 /* Returns 0, -1 after printing --help, or an exit status. */
 static int parse(spool_cli *c, int bit, const char *help, int argc,
                  char **argv) {
-  for (int i = 3; i < argc; i++) {
-    const char *a = argv[i];
-    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-      fputs(help, stdout);
-      return -1;
-    }
-    if (a[0] != '-' || a[1] == '\0') {
-      if (c->dir != NULL)
-        return usage(c, "unexpected argument '%s' (one DIR only)", a);
-      c->dir = a;
-      continue;
-    }
-    int is_conf = strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0;
-    int is_set = strcmp(a, "-s") == 0 || strcmp(a, "--set") == 0;
-    if (is_conf || is_set) {
-      if (bit != REPLAY)
-        return usage(c, "option '%s' only applies to replay", a);
-      if (i + 1 >= argc)
-        return usage(c, "option '%s' needs a value", a);
-      c->confv[c->nconf++] = is_conf ? "-c" : "-s";
-      c->confv[c->nconf++] = argv[++i];
-    } else if (strcmp(a, "--limit") == 0 || strncmp(a, "--limit=", 8) == 0) {
-      const char *v = a[7] == '=' ? a + 8 : i + 1 < argc ? argv[++i] : NULL;
-      char *end = NULL;
-      if (bit != INSPECT)
-        return usage(c, "option '%s' only applies to inspect", a);
-      if (v == NULL)
-        return usage(c, "option '%s' needs a value", a);
-      errno = 0;
-      c->limit = strtoll(v, &end, 10);
-      if (errno != 0 || end == v || *end != '\0' || c->limit < 0)
-        return usage(c, "--limit wants a number >= 0, got '%s'", v);
-    } else if (strcmp(a, "--all") == 0 || strcmp(a, "--json") == 0) {
-      if (bit != INSPECT)
-        return usage(c, "option '%s' only applies to inspect", a);
-      if (strcmp(a, "--all") == 0)
-        c->all = 1;
-      else
-        c->json = 1;
-    } else {
-      return usage(c, "unknown option '%s'", a);
-    }
-  }
+  char who[64];
+  snprintf(who, sizeof(who), "spool %s", c->cmd);
+  natka__cli_parser p = {.who = who,
+                         .help = help,
+                         .opts = options,
+                         .nopts = sizeof(options) / sizeof(options[0]),
+                         .bit = (unsigned)bit,
+                         .bit_names = bit_names,
+                         .nbits = 3,
+                         .on = set_option,
+                         .data = c};
+  int rc = natka__cli_parse(&p, argc, argv, 3);
+  if (rc != 0)
+    return rc;
   if (c->dir == NULL)
     return usage(c, "%s", "no spool directory given");
   if (bit == REPLAY && c->nconf == 0)

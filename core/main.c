@@ -10,6 +10,7 @@
 
 #include <nats/nats.h>
 
+#include "cli_opts.h"
 #include "cmd_rules.h"
 #include "natka/natka.h"
 
@@ -77,51 +78,65 @@ int natka__cli_subcommand(int argc, char **argv, const char *group,
   return -1;
 }
 
+enum { O_CONFIG, O_SET };
+
+static const natka__cli_opt config_options[] = {
+    {"-c", "--config", O_CONFIG, 1, 0},
+    {"-s", "--set", O_SET, 1, 0},
+};
+
+typedef struct config_state {
+  const char *who;
+  natka_config *conf;
+} config_state;
+
+/* Applies one -c FILE or -s KEY=VALUE, in the order given. */
+static int apply(void *data, int id, const char *v) {
+  config_state *cs = data;
+  char err[1024];
+  int rc;
+  if (id == NATKA__CLI_ARG)
+    return natka__cli_usage(cs->who, "unexpected argument '%s'", v);
+  if (id == O_CONFIG) {
+    rc = natka_config_load_file(cs->conf, v, err, sizeof(err));
+  } else {
+    char *key = strdup(v);
+    char *eq = key ? strchr(key, '=') : NULL;
+    if (eq == NULL) {
+      free(key);
+      return natka__cli_usage(cs->who, "--set wants KEY=VALUE, got '%s'", v);
+    }
+    *eq = '\0';
+    rc = natka_config_set(cs->conf, key, eq + 1, err, sizeof(err));
+    free(key);
+  }
+  if (rc != 0) {
+    fprintf(stderr, "natka: %s\n", err);
+    return EXIT_USAGE;
+  }
+  return 0;
+}
+
 /* Builds the configuration from the -c and -s options in argv[first..argc),
  * in order; see cmd_rules.h. */
 int natka__cli_load_config(int argc, char **argv, int first,
                            natka_config **out) {
-  char err[1024];
-  natka_config *conf = NULL;
-  if (natka_config_new(&conf) != 0) {
+  config_state cs = {first > 0 ? argv[first - 1] : "natka", NULL};
+  if (natka_config_new(&cs.conf) != 0) {
     fprintf(stderr, "natka: out of memory\n");
     return 1;
   }
-  for (int i = first; i < argc; i++) {
-    const char *a = argv[i];
-    int is_conf = strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0;
-    int is_set = strcmp(a, "-s") == 0 || strcmp(a, "--set") == 0;
-    if (!is_conf && !is_set) {
-      natka_config_free(conf);
-      return usage_error("unknown option '%s'", a);
-    }
-    if (i + 1 >= argc) {
-      natka_config_free(conf);
-      return usage_error("option '%s' needs a value", a);
-    }
-    const char *v = argv[++i];
-    int rc;
-    if (is_conf) {
-      rc = natka_config_load_file(conf, v, err, sizeof(err));
-    } else {
-      char *key = strdup(v);
-      char *eq = key ? strchr(key, '=') : NULL;
-      if (eq == NULL) {
-        free(key);
-        natka_config_free(conf);
-        return usage_error("--set wants KEY=VALUE, got '%s'", v);
-      }
-      *eq = '\0';
-      rc = natka_config_set(conf, key, eq + 1, err, sizeof(err));
-      free(key);
-    }
-    if (rc != 0) {
-      fprintf(stderr, "natka: %s\n", err);
-      natka_config_free(conf);
-      return EXIT_USAGE;
-    }
+  natka__cli_parser p = {.who = cs.who,
+                         .opts = config_options,
+                         .nopts = 2,
+                         .on = apply,
+                         .data = &cs};
+  int rc = natka__cli_parse(&p, argc, argv, first);
+  if (rc != 0) {
+    natka_config_free(cs.conf);
+    return rc;
   }
-  *out = conf;
+  *out = cs.conf;
   return 0;
 }
 

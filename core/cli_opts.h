@@ -1,0 +1,58 @@
+/*
+ * The command line's one option parser, shared by `natka run|check` and
+ * the rules, spool and dlq subcommands.
+ *
+ * A command describes its options in a table (short and long name, whether
+ * it takes a value, which of the group's subcommands it applies to); the
+ * parser walks argv, accepts "--name=value" and "--name value", answers -h
+ * and --help with the command's help, and hands every option and every
+ * plain argument to the command's callback in order. Usage errors are
+ * printed in one format:
+ *
+ *   <who>: unknown option '--frob'
+ *   Try 'natka <who> --help'.
+ *
+ * and return NATKA__CLI_USAGE (2).
+ */
+#ifndef NATKA_CLI_OPTS_H
+#define NATKA_CLI_OPTS_H
+
+#include <stddef.h>
+
+#define NATKA__CLI_ARG (-1) /* the id given to a plain argument */
+
+typedef struct natka__cli_opt {
+  const char *shrt; /* "-c", or NULL */
+  const char *lng;  /* "--config" */
+  int id;
+  int value;        /* takes a value */
+  unsigned allowed; /* subcommand bits it applies to; 0: all */
+} natka__cli_opt;
+
+typedef struct natka__cli_parser {
+  const char *who;  /* "rules push": what messages begin with */
+  const char *help; /* printed to stdout for -h / --help; NULL: none */
+  const natka__cli_opt *opts;
+  size_t nopts;
+  unsigned bit;                 /* this subcommand's bit (0: none) */
+  const char *const *bit_names; /* names of the bits, for "only applies to" */
+  size_t nbits;
+  int dashdash; /* "--" makes the rest plain arguments */
+  /* Each option (its id and value, or NULL) and each plain argument
+   * (NATKA__CLI_ARG and the argument), in order: 0 to go on, or an exit
+   * status (after its own message, e.g. natka__cli_usage). */
+  int (*on)(void *data, int id, const char *value);
+  void *data;
+} natka__cli_parser;
+
+/* Parses argv[first..argc). Returns 0, -1 after printing the help, or an
+ * exit status (NATKA__CLI_USAGE, or what the callback returned). */
+int natka__cli_parse(const natka__cli_parser *p, int argc, char **argv,
+                     int first);
+
+/* Prints "<who>: <message>\nTry 'natka <who> --help'." to stderr and
+ * returns NATKA__CLI_USAGE. */
+int natka__cli_usage(const char *who, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -4,7 +4,7 @@
  * hands over to the replay engine in cmd_dlq_replay.c, which says how a
  * replay reads, republishes and commits.
  */
-#include "cmd_dlq.h"
+#include "cmd_dlq_replay.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -18,7 +18,7 @@
  * after what the first one sent. One blocking connection to each server, no
  * reconnects: the command finishes or says which server failed.
  */
-#include "cmd_dlq.h"
+#include "cmd_dlq_replay.h"
 
 #include <ctype.h>
 #include <inttypes.h>

@@ -3,8 +3,8 @@
  * command line into a natka__dlq_opts, cmd_dlq_replay.c runs the replay it
  * describes. Internal to the natka executable.
  */
-#ifndef NATKA_CMD_DLQ_H
-#define NATKA_CMD_DLQ_H
+#ifndef NATKA_CMD_DLQ_REPLAY_H
+#define NATKA_CMD_DLQ_REPLAY_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,13 +1,15 @@
 /*
- * The command line's option parser (cli_opts.h).
+ * The command line's shared parts (cli_opts.h): the option parser, the
+ * subcommand dispatch and the -c/-s configuration every command reads.
  */
 #include "cli_opts.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "cmd_rules.h"
+#include "natka/config.h"
 
 int natka__cli_usage(const char *who, const char *fmt, ...) {
   va_list ap;
@@ -79,5 +81,86 @@ int natka__cli_parse(const natka__cli_parser *p, int argc, char **argv,
     if ((rc = p->on(p->data, o->id, v)) != 0)
       return rc;
   }
+  return 0;
+}
+
+int natka__cli_subcommand(int argc, char **argv, const char *group,
+                          const char *const *names, size_t n,
+                          const char *overview, int *status) {
+  const char *sub = argc > 2 ? argv[2] : NULL;
+  if (sub == NULL || strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0 ||
+      strcmp(sub, "help") == 0) {
+    fputs(overview, sub != NULL ? stdout : stderr);
+    *status = sub != NULL ? 0 : NATKA__CLI_USAGE;
+    return -1;
+  }
+  for (size_t k = 0; k < n; k++)
+    if (strcmp(sub, names[k]) == 0)
+      return (int)k;
+  fprintf(stderr, "natka %s: unknown command '%s'\nTry 'natka %s --help'.\n",
+          group, sub, group);
+  *status = NATKA__CLI_USAGE;
+  return -1;
+}
+
+enum { O_CONFIG, O_SET };
+
+static const natka__cli_opt config_options[] = {
+    {"-c", "--config", O_CONFIG, 1, 0},
+    {"-s", "--set", O_SET, 1, 0},
+};
+
+typedef struct config_state {
+  const char *who;
+  natka_config *conf;
+} config_state;
+
+/* Applies one -c FILE or -s KEY=VALUE, in the order given. */
+static int apply(void *data, int id, const char *v) {
+  config_state *cs = data;
+  char err[1024];
+  int rc;
+  if (id == NATKA__CLI_ARG)
+    return natka__cli_usage(cs->who, "unexpected argument '%s'", v);
+  if (id == O_CONFIG) {
+    rc = natka_config_load_file(cs->conf, v, err, sizeof(err));
+  } else {
+    char *key = strdup(v);
+    char *eq = key ? strchr(key, '=') : NULL;
+    if (eq == NULL) {
+      free(key);
+      return natka__cli_usage(cs->who, "--set wants KEY=VALUE, got '%s'", v);
+    }
+    *eq = '\0';
+    rc = natka_config_set(cs->conf, key, eq + 1, err, sizeof(err));
+    free(key);
+  }
+  if (rc != 0) {
+    fprintf(stderr, "natka: %s\n", err);
+    return NATKA__CLI_USAGE;
+  }
+  return 0;
+}
+
+/* Builds the configuration from the -c and -s options in argv[first..argc),
+ * in order; see cmd_rules.h. */
+int natka__cli_load_config(int argc, char **argv, int first,
+                           natka_config **out) {
+  config_state cs = {first > 0 ? argv[first - 1] : "natka", NULL};
+  if (natka_config_new(&cs.conf) != 0) {
+    fprintf(stderr, "natka: out of memory\n");
+    return 1;
+  }
+  natka__cli_parser p = {.who = cs.who,
+                         .opts = config_options,
+                         .nopts = 2,
+                         .on = apply,
+                         .data = &cs};
+  int rc = natka__cli_parse(&p, argc, argv, first);
+  if (rc != 0) {
+    natka_config_free(cs.conf);
+    return rc;
+  }
+  *out = cs.conf;
   return 0;
 }

@@ -1,6 +1,7 @@
 /*
- * The command line's one option parser, shared by `natka run|check` and
- * the rules, spool and dlq subcommands.
+ * The command line's shared parts: the one option parser, the subcommand
+ * dispatch and the -c/-s configuration, used by `natka run|check` and the
+ * rules, spool and dlq subcommands.
  *
  * A command describes its options in a table (short and long name, whether
  * it takes a value, which of the group's subcommands it applies to); the
@@ -18,6 +19,11 @@
 #define NATKA_CLI_OPTS_H
 
 #include <stddef.h>
+
+#include "natka/config.h"
+
+#define NATKA__CLI_FAILED 1 /* runtime failure: NATS unreachable, ... */
+#define NATKA__CLI_USAGE 2  /* bad usage, input or rules */
 
 #define NATKA__CLI_ARG (-1) /* the id given to a plain argument */
 
@@ -54,5 +60,19 @@ int natka__cli_parse(const natka__cli_parser *p, int argc, char **argv,
  * returns NATKA__CLI_USAGE. */
 int natka__cli_usage(const char *who, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* The subcommand of `natka GROUP SUB ...` (argv[2]), one of
+ * names[0..n). Returns its index, or -1 with the exit status in *status:
+ * 0 after printing `overview` for --help, 2 with a message for a missing
+ * or unknown subcommand. */
+int natka__cli_subcommand(int argc, char **argv, const char *group,
+                          const char *const *names, size_t n,
+                          const char *overview, int *status);
+
+/* The configuration from the -c/-s options in argv[first..argc),
+ * in order. Returns 0 (*out is the caller's), 1 (out of memory) or 2 (bad
+ * option or configuration; the reason is on stderr). */
+int natka__cli_load_config(int argc, char **argv, int first,
+                           natka_config **out);
 
 #endif

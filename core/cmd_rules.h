@@ -21,12 +21,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cli_opts.h"
 #include "log.h"
 #include "natka/config.h"
 #include "rules.h"
-
-#define NATKA__CLI_FAILED 1 /* runtime failure: NATS unreachable, ... */
-#define NATKA__CLI_USAGE 2  /* bad usage, input or rules */
 
 /* `natka rules ...` with main()'s argv (argv[1] is "rules"); returns the
  * exit status. */
@@ -35,20 +33,6 @@ int natka__cmd_rules(int argc, char **argv);
 int natka__cmd_spool(int argc, char **argv);
 /* `natka dlq replay ...` (cmd_dlq.c), same convention. */
 int natka__cmd_dlq(int argc, char **argv);
-
-/* In main.c: the subcommand of `natka GROUP SUB ...` (argv[2]), one of
- * names[0..n). Returns its index, or -1 with the exit status in *status:
- * 0 after printing `overview` for --help, 2 with a message for a missing
- * or unknown subcommand. */
-int natka__cli_subcommand(int argc, char **argv, const char *group,
-                          const char *const *names, size_t n,
-                          const char *overview, int *status);
-
-/* In main.c: the configuration from the -c/-s options in argv[first..argc),
- * in order. Returns 0 (*out is the caller's), 1 (out of memory) or 2 (bad
- * option or configuration; the reason is on stderr). */
-int natka__cli_load_config(int argc, char **argv, int first,
-                           natka_config **out);
 
 /* ------------------------------------------- between the cmd_rules files */
 

@@ -11,6 +11,16 @@
 
 #include "natka/config.h"
 
+int natka__cli_error(const char *who, int status, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "%s: ", who);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  return status;
+}
+
 int natka__cli_usage(const char *who, const char *fmt, ...) {
   va_list ap;
   fprintf(stderr, "%s: ", who);

@@ -56,6 +56,10 @@ typedef struct natka__cli_parser {
 int natka__cli_parse(const natka__cli_parser *p, int argc, char **argv,
                      int first);
 
+/* Prints "<who>: <message>" to stderr and returns status. */
+int natka__cli_error(const char *who, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Prints "<who>: <message>\nTry 'natka <who> --help'." to stderr and
  * returns NATKA__CLI_USAGE. */
 int natka__cli_usage(const char *who, const char *fmt, ...)

@@ -111,16 +111,6 @@ static const char *const dlq_codes[] = {"ERULE",     "EMALFORMED", "ETOOBIG",
                                         "EKAFKA",    "EDEGRADED",  "ERETRIES",
                                         "EFORBIDDEN"};
 
-int natka__dlq_fail(int status, const char *fmt, ...) {
-  va_list ap;
-  fputs("dlq replay: ", stderr);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
-  return status;
-}
-
 #define usage(...) natka__cli_usage("dlq replay", __VA_ARGS__)
 
 /* ------------------------------------------------------------- options */

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cli_opts.h"
 #include "natka/config.h"
 
 /* One partition of the DLQ topic. From the command line only id and start
@@ -36,8 +37,8 @@ typedef struct natka__dlq_opts {
 } natka__dlq_opts;
 
 /* Prints "dlq replay: <message>" to stderr and returns status. */
-int natka__dlq_fail(int status, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+#define natka__dlq_fail(status, ...)                                           \
+  natka__cli_error("dlq replay", (status), __VA_ARGS__)
 
 /*
  * Runs the replay: reads the DLQ topic of o->conf's Kafka (every partition,

@@ -316,7 +316,7 @@ static int map_set(natka__strmap *m, const char *key, const char *value) {
   return 0;
 }
 
-static void free_fields(natka_config *conf) {
+void natka__config_free_fields(natka_config *conf) {
   for (size_t i = 0; i < NROWS; i++) {
     const row *r = &schema[i];
     if (r->type == NATKA__CONFIG_STR || r->type == NATKA__CONFIG_ENUM) {
@@ -332,7 +332,7 @@ static void free_fields(natka_config *conf) {
 
 /* A deep copy of src, logger included. Every row is visited even after a
  * failure, so that dst never shares memory with src and can be freed. */
-static int clone_config(natka_config *dst, const natka_config *src) {
+int natka__config_clone(natka_config *dst, const natka_config *src) {
   int rc = 0;
   *dst = *src;
   for (size_t i = 0; i < NROWS; i++) {
@@ -357,13 +357,13 @@ static int clone_config(natka_config *dst, const natka_config *src) {
     }
   }
   if (rc != 0)
-    free_fields(dst);
+    natka__config_free_fields(dst);
   return rc;
 }
 
 /* Replaces conf's values by scratch's; conf owns them from now on. */
-static void commit(natka_config *conf, natka_config *scratch) {
-  free_fields(conf);
+void natka__config_commit(natka_config *conf, natka_config *scratch) {
+  natka__config_free_fields(conf);
   *conf = *scratch;
   memset(scratch, 0, sizeof(*scratch));
 }
@@ -772,7 +772,7 @@ int natka_config_new(natka_config **out) {
 void natka_config_free(natka_config *conf) {
   if (conf == NULL)
     return;
-  free_fields(conf);
+  natka__config_free_fields(conf);
   free(conf);
 }
 
@@ -782,12 +782,12 @@ static int load(natka_config *conf, const char *buf, size_t len,
                 const char *name, char *err, size_t errlen) {
   natka_config scratch;
   int rc;
-  if (clone_config(&scratch, conf) != 0)
+  if (natka__config_clone(&scratch, conf) != 0)
     return natka__config_oom(err, errlen);
   if ((rc = natka__config_eval(&scratch, buf, len, name, err, errlen)) == 0 &&
       (rc = natka__config_validate(&scratch, err, errlen)) == 0)
-    commit(conf, &scratch);
-  free_fields(&scratch);
+    natka__config_commit(conf, &scratch);
+  natka__config_free_fields(&scratch);
   return rc;
 }
 
@@ -816,12 +816,12 @@ int natka_config_set(natka_config *conf, const char *key, const char *value,
     return natka__errf(errbuf, errlen, NATKA_EINVAL, "config: no key or value");
   if ((r = find_row(key, &entry)) == NULL)
     return natka__config_unknown_key(key, errbuf, errlen);
-  if (clone_config(&scratch, conf) != 0)
+  if (natka__config_clone(&scratch, conf) != 0)
     return natka__config_oom(errbuf, errlen);
   if ((rc = apply_text(&scratch, r, entry, value, errbuf, errlen)) == 0 &&
       (rc = natka__config_validate(&scratch, errbuf, errlen)) == 0)
-    commit(conf, &scratch);
-  free_fields(&scratch);
+    natka__config_commit(conf, &scratch);
+  natka__config_free_fields(&scratch);
   return rc;
 }
 

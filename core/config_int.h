@@ -176,6 +176,15 @@ int natka__config_store_entry(natka__strmap *m, const natka__config_row *r,
                               const char *k, const char *v, char *err,
                               size_t errlen);
 
+/* Frees what conf's fields hold (not conf itself). */
+void natka__config_free_fields(natka_config *conf);
+/* dst = a deep copy of src, logger included; 0 or NATKA_ENOMEM (dst holds
+ * nothing then). */
+int natka__config_clone(natka_config *dst, const natka_config *src);
+/* Replaces conf's values by scratch's; conf owns them from now on and
+ * scratch is left empty. */
+void natka__config_commit(natka_config *conf, natka_config *scratch);
+
 /* Evaluates buf (len bytes, named `name` in messages) or, when buf is NULL,
  * the file `name` in a fresh sandboxed Lua state, and applies the table it
  * returns to conf (config_lua.c). The caller passes a scratch copy and moves

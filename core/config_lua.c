@@ -1,5 +1,6 @@
 /*
- * Evaluating a config chunk (config_int.h: natka__config_eval).
+ * Evaluating a config chunk (config_int.h: natka__config_eval), and the
+ * public natka_config_load_file / _load_string built on it.
  *
  * The chunk runs in a fresh lua_State of its own, closed again once the
  * returned table has been read: an empty environment with only the string,
@@ -308,4 +309,34 @@ done:
   if (L != NULL)
     lua_close(L);
   return rc;
+}
+
+/* Evaluates a config chunk over a copy of conf, moved into conf only if the
+ * whole load, cross-key checks included, succeeded. */
+static int load(natka_config *conf, const char *buf, size_t len,
+                const char *name, char *err, size_t errlen) {
+  natka_config scratch;
+  int rc;
+  if (natka__config_clone(&scratch, conf) != 0)
+    return natka__config_oom(err, errlen);
+  if ((rc = natka__config_eval(&scratch, buf, len, name, err, errlen)) == 0 &&
+      (rc = natka__config_validate(&scratch, err, errlen)) == 0)
+    natka__config_commit(conf, &scratch);
+  natka__config_free_fields(&scratch);
+  return rc;
+}
+
+int natka_config_load_string(natka_config *conf, const char *chunk,
+                             const char *name, char *errbuf, size_t errlen) {
+  if (conf == NULL || chunk == NULL)
+    return natka__errf(errbuf, errlen, NATKA_EINVAL, "config: no config");
+  return load(conf, chunk, strlen(chunk), name != NULL ? name : "config",
+              errbuf, errlen);
+}
+
+int natka_config_load_file(natka_config *conf, const char *path, char *errbuf,
+                           size_t errlen) {
+  if (conf == NULL || path == NULL)
+    return natka__errf(errbuf, errlen, NATKA_EINVAL, "config: no config");
+  return load(conf, NULL, 0, path, errbuf, errlen);
 }

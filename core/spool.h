@@ -10,6 +10,10 @@
  *   floor                      the consumed floor (see below)
  *   lock                       flock()ed by the process that writes
  *
+ * Sequence numbers run from 1 to NATKA__SPOOL_MAX_SEQ (2^63 - 1: at a
+ * million records a second, 292,000 years). A file named for a sequence
+ * outside that range is not a segment natka wrote.
+ *
  * A segment is a run of records, each a 24-byte header then the payload:
  *
  *   offset  size  field (little-endian)
@@ -65,6 +69,7 @@ typedef struct natka__log natka__log;
 
 #define NATKA__SPOOL_HEADER_BYTES 24
 #define NATKA__SPOOL_MAX_RECORD ((size_t)256 << 20)
+#define NATKA__SPOOL_MAX_SEQ ((uint64_t)INT64_MAX)
 
 typedef struct natka__spool natka__spool;
 
@@ -86,9 +91,10 @@ typedef struct natka__spool_opts {
 /* "always" | "interval" | "never". Returns 0 or NATKA_EINVAL. */
 int natka__spool_fsync_parse(const char *s, natka__spool_fsync *out);
 
-/* One problem open found. Open never refuses a spool for bad data. */
+/* One problem open found. Open never refuses a spool for bad data, nor for
+ * a strange file in its directory. */
 typedef struct natka__spool_problem {
-  char *path;              /* the segment (or floor) file */
+  char *path;              /* the segment (floor, stray) file */
   uint64_t offset;         /* where the bad bytes start */
   uint64_t bytes;          /* bytes cut (tail) or skipped (not tail) */
   uint64_t records_before; /* good records before it in this file */
@@ -102,6 +108,10 @@ typedef struct natka__spool_problem {
    * consumed (delivered again: at least once); it is rewritten at the next
    * sync. bytes: its size. */
   int floor_file;
+  /* 1: a file that is not natka's to read, ignored: named like a segment
+   * but for a sequence out of range (so no natka wrote it). Left on disk,
+   * never deleted. bytes: its size. */
+  int ignored;
   char what[128]; /* the defect: "short header (10 of 24 bytes)", ... */
 } natka__spool_problem;
 

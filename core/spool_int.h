@@ -94,7 +94,9 @@ int natka__spool_read_floor(natka__spool *sp, natka__spool_report *rep,
 /* Lists and verifies every segment file into sp->segs (sorted, empty ones
  * dropped), adding their sizes to sp->bytes and what was wrong to rep; a
  * torn tail of the newest segment is cut off unless read-only. start_off of
- * each segment is set relative to `floor`. Returns 0 or a NATKA_E* code. */
+ * each segment is set relative to `floor`. A file named like a segment for
+ * a sequence out of range is reported and left alone. Returns 0 or a
+ * NATKA_E* code. */
 int natka__spool_scan_all(natka__spool *sp, uint64_t floor,
                           natka__spool_report *rep, char *err, size_t errlen);
 

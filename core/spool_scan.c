@@ -29,31 +29,35 @@
 
 /* ------------------------------------------------------------ the report */
 
-static void add_problem(natka__spool_report *rep, const char *path,
-                        uint64_t offset, uint64_t bytes, uint64_t before,
-                        int tail, const char *fmt, ...)
+/* Returns the problem added (to set its flags), or NULL out of memory. */
+static natka__spool_problem *
+add_problem(natka__spool_report *rep, const char *path, uint64_t offset,
+            uint64_t bytes, uint64_t before, int tail, const char *fmt, ...)
     __attribute__((format(printf, 7, 8)));
-static void add_problem(natka__spool_report *rep, const char *path,
-                        uint64_t offset, uint64_t bytes, uint64_t before,
-                        int tail, const char *fmt, ...) {
+static natka__spool_problem *add_problem(natka__spool_report *rep,
+                                         const char *path, uint64_t offset,
+                                         uint64_t bytes, uint64_t before,
+                                         int tail, const char *fmt, ...) {
   natka__spool_problem *grown =
       realloc(rep->problems, (rep->nproblems + 1) * sizeof(*grown));
   if (grown == NULL)
-    return; /* the report is best effort; the spool itself is consistent */
+    return NULL; /* the report is best effort; the spool is consistent */
   rep->problems = grown;
   natka__spool_problem *p = &grown[rep->nproblems];
   if ((p->path = natka__strdup(path)) == NULL)
-    return;
+    return NULL;
   p->offset = offset;
   p->bytes = bytes;
   p->records_before = before;
   p->tail = tail;
   p->floor_file = 0;
+  p->ignored = 0;
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(p->what, sizeof(p->what), fmt, ap);
   va_end(ap);
   rep->nproblems++;
+  return p;
 }
 
 void natka__spool_report_free(natka__spool_report *r) {
@@ -284,9 +288,31 @@ static int cmp_u64(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/*
+ * A file named like a segment whose name is no sequence natka hands out (0,
+ * above NATKA__SPOOL_MAX_SEQ, above 2^64): no natka wrote it, so it holds
+ * nothing natka accepted. Refusing to open would stop natka for good over a
+ * stray file, and deleting it is not natka's call: it is reported (a warning
+ * at every start, `natka spool verify` fails) and left alone.
+ */
+static void ignore_name(natka__spool *sp, natka__spool_report *rep,
+                        const char *name) {
+  char path[PATH_MAX];
+  struct stat st;
+  natka__spool_file_path(sp, name, path, sizeof(path));
+  uint64_t size = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+  natka__spool_problem *p =
+      add_problem(rep, path, 0, size, 0, 0,
+                  "name out of range (1..%" PRIu64 "): not natka's; ignored, "
+                  "left on disk: move it away",
+                  NATKA__SPOOL_MAX_SEQ);
+  if (p != NULL)
+    p->ignored = 1;
+}
+
 /* The first sequences of the segment files in the directory, sorted. */
-static int list_segments(natka__spool *sp, uint64_t **out, size_t *n, char *err,
-                         size_t errlen) {
+static int list_segments(natka__spool *sp, natka__spool_report *rep,
+                         uint64_t **out, size_t *n, char *err, size_t errlen) {
   DIR *d = opendir(sp->dir);
   uint64_t *v = NULL;
   size_t cap = 0;
@@ -299,6 +325,12 @@ static int list_segments(natka__spool *sp, uint64_t **out, size_t *n, char *err,
     if (strlen(nm) != 24 || strspn(nm, "0123456789") != 20 ||
         strcmp(nm + 20, ".seg") != 0)
       continue;
+    errno = 0;
+    unsigned long long first = strtoull(nm, NULL, 10);
+    if (errno == ERANGE || first == 0 || first > NATKA__SPOOL_MAX_SEQ) {
+      ignore_name(sp, rep, nm);
+      continue;
+    }
     if (*n == cap) {
       cap = cap ? cap * 2 : 16;
       uint64_t *nv = realloc(v, cap * sizeof(*nv));
@@ -309,7 +341,7 @@ static int list_segments(natka__spool *sp, uint64_t **out, size_t *n, char *err,
       }
       v = nv;
     }
-    v[(*n)++] = strtoull(nm, NULL, 10);
+    v[(*n)++] = first;
   }
   closedir(d);
   if (*n > 0)
@@ -341,10 +373,11 @@ int natka__spool_read_floor(natka__spool *sp, natka__spool_report *rep,
   if (n != NATKA__SPOOL_MARK_BYTES ||
       memcmp(b, natka__spool_floor_magic, 4) != 0 ||
       XXH64(b, 16, 0) != natka__spool_get64(b + 16)) {
-    add_problem(rep, path, 0, (uint64_t)n, 0, 0,
-                "bad floor file (%zd bytes, bad magic or checksum)", n);
-    if (rep->nproblems > 0)
-      rep->problems[rep->nproblems - 1].floor_file = 1;
+    natka__spool_problem *p =
+        add_problem(rep, path, 0, (uint64_t)n, 0, 0,
+                    "bad floor file (%zd bytes, bad magic or checksum)", n);
+    if (p != NULL)
+      p->floor_file = 1;
     return 0;
   }
   *floor = natka__spool_get64(b + 8);
@@ -373,7 +406,7 @@ int natka__spool_scan_all(natka__spool *sp, uint64_t floor,
                           natka__spool_report *rep, char *err, size_t errlen) {
   uint64_t *firsts = NULL, seen_next = 0;
   size_t n = 0;
-  int rc = list_segments(sp, &firsts, &n, err, errlen);
+  int rc = list_segments(sp, rep, &firsts, &n, err, errlen);
   if (rc != 0)
     return rc;
   if (n > 0 && (sp->segs = calloc(n, sizeof(*sp->segs))) == NULL)

@@ -159,6 +159,11 @@ static int examine(scanner *s, uint64_t off, uint64_t expect, uint32_t *len,
     snprintf(what, wlen, "bad checksum (record of %" PRIu32 " bytes)", n);
     return 0;
   }
+  if (seq == 0 || seq > NATKA__SPOOL_MAX_SEQ) {
+    snprintf(what, wlen, "sequence %" PRIu64 " out of range (1..%" PRIu64 ")",
+             seq, NATKA__SPOOL_MAX_SEQ);
+    return 0;
+  }
   if (expect != 0 && seq != expect) {
     snprintf(what, wlen, "sequence %" PRIu64 " where %" PRIu64 " was expected",
              seq, expect);
@@ -370,17 +375,64 @@ int natka__spool_read_floor(natka__spool *sp, natka__spool_report *rep,
   close(fd);
   if (n < 0)
     return natka__spool_io_fail(err, errlen, "read", path, e);
-  if (n != NATKA__SPOOL_MARK_BYTES ||
-      memcmp(b, natka__spool_floor_magic, 4) != 0 ||
-      XXH64(b, 16, 0) != natka__spool_get64(b + 16)) {
+  int bad = n != NATKA__SPOOL_MARK_BYTES ||
+            memcmp(b, natka__spool_floor_magic, 4) != 0 ||
+            XXH64(b, 16, 0) != natka__spool_get64(b + 16);
+  /* The floor is the first sequence not consumed: at most one past the
+   * last sequence there can be. */
+  uint64_t v = bad ? 0 : natka__spool_get64(b + 8);
+  if (bad || v > NATKA__SPOOL_MAX_SEQ + 1) {
     natka__spool_problem *p =
-        add_problem(rep, path, 0, (uint64_t)n, 0, 0,
-                    "bad floor file (%zd bytes, bad magic or checksum)", n);
+        bad ? add_problem(rep, path, 0, (uint64_t)n, 0, 0,
+                          "bad floor file (%zd bytes, bad magic or checksum)",
+                          n)
+            : add_problem(rep, path, 0, (uint64_t)n, 0, 0,
+                          "bad floor file (floor %" PRIu64
+                          " out of range, at most %" PRIu64 ")",
+                          v, NATKA__SPOOL_MAX_SEQ + 1);
     if (p != NULL)
       p->floor_file = 1;
     return 0;
   }
-  *floor = natka__spool_get64(b + 8);
+  *floor = v;
+  return 0;
+}
+
+uint64_t natka__spool_read_reserved(natka__spool *sp,
+                                    natka__spool_report *rep) {
+  char path[PATH_MAX];
+  unsigned char b[NATKA__SPOOL_MARK_BYTES + 1];
+  natka__spool_file_path(sp, "seq", path, sizeof(path));
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  ssize_t n = read(fd, b, sizeof(b));
+  int e = errno;
+  close(fd);
+  natka__spool_problem *p;
+  if (n < 0) {
+    p = add_problem(rep, path, 0, 0, 0, 0,
+                    "cannot read the seq file (%s): ignored, a new one "
+                    "replaces it",
+                    strerror(e));
+  } else if (n != NATKA__SPOOL_MARK_BYTES ||
+             memcmp(b, natka__spool_seq_magic, 4) != 0 ||
+             XXH64(b, 16, 0) != natka__spool_get64(b + 16)) {
+    p = add_problem(rep, path, 0, (uint64_t)n, 0, 0,
+                    "bad seq file (%zd bytes, bad magic or checksum): "
+                    "ignored, a new one replaces it",
+                    n);
+  } else {
+    uint64_t v = natka__spool_get64(b + 8);
+    if (v <= NATKA__SPOOL_MAX_SEQ + 1)
+      return v;
+    p = add_problem(rep, path, 0, (uint64_t)n, 0, 0,
+                    "bad seq file (reservation %" PRIu64 " out of range, up "
+                    "to %" PRIu64 "): ignored, a new one replaces it",
+                    v, NATKA__SPOOL_MAX_SEQ + 1);
+  }
+  if (p != NULL)
+    p->ignored = 1;
   return 0;
 }
 

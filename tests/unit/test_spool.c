@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "runner.h"
 
 #include "event_int.h"
@@ -874,6 +876,17 @@ static void put64le(unsigned char *p, uint64_t v) {
     p[i] = (unsigned char)(v >> (8 * i));
 }
 
+/* A floor or seq file (spool_int.h) holding `value`, checksum and all: what
+ * only a bug, a bad restore or an attacker leaves. */
+static void put_mark(fixture *f, const char *name, const char *magic,
+                     uint64_t value) {
+  unsigned char b[NATKA__SPOOL_MARK_BYTES] = {0};
+  memcpy(b, magic, 4);
+  put64le(b + 8, value);
+  put64le(b + 16, XXH64(b, 16, 0));
+  put_file(f, name, b, sizeof(b));
+}
+
 /* A segment file `name` holding n records with sequences seqs[], each
  * with a good checksum and the payload "evil". */
 static void put_segment(fixture *f, const char *name, const uint64_t *seqs,
@@ -976,6 +989,90 @@ test_a_segment_at_the_top_of_uint64_is_not_wrapped_into(void **state) {
   done(&f);
 }
 
+/* A floor or a sequence reservation near 2^64 (checksum intact) would make
+ * sequences wrap to 0 after a few appends, and order with them. Either is
+ * refused as a bad file (reported), and sequences stay in order. */
+static void
+test_a_floor_or_reservation_near_uint64_max_is_refused(void **state) {
+  (void)state;
+  for (int which = 0; which < 2; which++) {
+    const char *name = which == 0 ? "floor" : "seq";
+    fixture f = {0};
+    make_dir(&f);
+    put_mark(&f, name, which == 0 ? "NKF1" : "NKR1", UINT64_MAX - 1);
+    open_with(&f, opts(4096, 0));
+    assert_int_equal(f.rep.nproblems, 1);
+    assert_non_null(strstr(problem_for(&f, name)->what, "out of range"));
+    assert_int_equal(problem_for(&f, name)->floor_file, which == 0);
+    uint64_t last = 0;
+    for (int i = 1; i <= 4; i++) {
+      uint64_t seq = 0;
+      assert_int_equal(
+          natka__spool_append(f.sp, "x", 1, &seq, f.err, sizeof(f.err)), 0);
+      assert_true(seq > last);
+      assert_true(seq <= NATKA__SPOOL_MAX_SEQ);
+      last = seq;
+    }
+    reopen(&f, opts(4096, 0));
+    assert_int_equal(f.rep.nproblems, 0); /* rewritten at the first sync */
+    assert_int_equal(f.rep.records, 4);
+    done(&f);
+  }
+}
+
+/* A record numbered past the range, right after the last good one, is bad
+ * data (here a torn tail: cut), not a record that moves next_seq past it. */
+static void test_a_record_past_the_range_is_bad_data(void **state) {
+  (void)state;
+  fixture f = {0};
+  make_dir(&f);
+  put_segment(
+      &f, "09223372036854775807.seg",
+      (const uint64_t[]){NATKA__SPOOL_MAX_SEQ, NATKA__SPOOL_MAX_SEQ + 1}, 2);
+  open_with(&f, opts(4096, 0));
+  assert_int_equal(f.rep.nproblems, 1);
+  assert_true(f.rep.problems[0].tail);
+  assert_non_null(strstr(f.rep.problems[0].what, "out of range"));
+  assert_int_equal(f.rep.records, 1);
+  assert_int_equal(stats(&f).next_seq, NATKA__SPOOL_MAX_SEQ + 1);
+  natka__spool_rec rec;
+  assert_int_equal(natka__spool_next(f.sp, &rec, f.err, sizeof(f.err)), 1);
+  assert_int_equal(rec.seq, NATKA__SPOOL_MAX_SEQ);
+  free(rec.data);
+  expect_end(&f);
+  assert_int_equal(
+      natka__spool_append(f.sp, "x", 1, NULL, f.err, sizeof(f.err)), NATKA_EIO);
+  done(&f);
+}
+
+/* At the top of the range appends are refused, with an error that says so
+ * and what to do; what is stored stays readable, in order. */
+static void test_sequences_run_out_with_a_clear_error(void **state) {
+  (void)state;
+  fixture f = {0};
+  uint64_t seq = 0;
+  make_dir(&f);
+  put_mark(&f, "floor", "NKF1", NATKA__SPOOL_MAX_SEQ - 1);
+  open_with(&f, opts(4096, 0));
+  assert_int_equal(f.rep.nproblems, 0);
+  append_n(&f, 1, 2);
+  assert_int_equal(
+      natka__spool_append(f.sp, "x", 1, &seq, f.err, sizeof(f.err)), NATKA_EIO);
+  assert_non_null(strstr(f.err, "sequence"));
+  assert_non_null(strstr(f.err, f.dir));
+  assert_int_equal(stats(&f).records, 2);
+  expect_next(&f, 1, NATKA__SPOOL_MAX_SEQ - 1);
+  expect_next(&f, 2, NATKA__SPOOL_MAX_SEQ);
+  expect_end(&f);
+  reopen(&f, opts(4096, 0));
+  assert_int_equal(f.rep.records, 2);
+  expect_next(&f, 1, NATKA__SPOOL_MAX_SEQ - 1);
+  expect_next(&f, 2, NATKA__SPOOL_MAX_SEQ);
+  assert_int_equal(
+      natka__spool_append(f.sp, "x", 1, &seq, f.err, sizeof(f.err)), NATKA_EIO);
+  done(&f);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_records_come_back_in_order_across_segments),
     cmocka_unit_test(test_reopen_keeps_everything),
@@ -998,6 +1095,9 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_the_source_feeds_a_gateway_until_drained),
     cmocka_unit_test(test_a_segment_name_out_of_range_is_ignored_and_reported),
     cmocka_unit_test(test_a_segment_at_the_top_of_uint64_is_not_wrapped_into),
+    cmocka_unit_test(test_a_floor_or_reservation_near_uint64_max_is_refused),
+    cmocka_unit_test(test_a_record_past_the_range_is_bad_data),
+    cmocka_unit_test(test_sequences_run_out_with_a_clear_error),
 };
 
 NATKA_TEST_MAIN(tests)

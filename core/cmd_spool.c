@@ -324,6 +324,10 @@ static void print_problem(const natka__spool_problem *p, const char *prefix) {
            prefix, p->path, p->what);
     return;
   }
+  if (p->ignored) { /* `what` says what becomes of it */
+    printf("%s%s: %s\n", prefix, p->path, p->what);
+    return;
+  }
   printf("%s%s offset %" PRIu64 ": %s; %" PRIu64
          " good record(s) before it in this file; %" PRIu64 " byte(s) %s\n",
          prefix, p->path, p->offset, p->what, p->records_before, p->bytes,
@@ -352,6 +356,7 @@ static void summary_json(const natka__spool_report *rep, uint64_t shown,
     cJSON_AddNumberToObject(j, "records_before", (double)p->records_before);
     cJSON_AddStringToObject(j, "action",
                             p->floor_file ? "replay all"
+                            : p->ignored  ? "ignore"
                             : p->tail     ? "cut"
                                           : "skip");
     cJSON_AddStringToObject(j, "what", p->what);

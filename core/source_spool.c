@@ -476,6 +476,8 @@ int natka__spool_open_conf(natka__spool **out, const natka_config *conf,
                   "spool: %s: %s; every record on disk will be delivered "
                   "again",
                   p->path, p->what);
+    else if (p->ignored) /* `what` says what becomes of it */
+      natka__warn(log, "spool: %s: %s", p->path, p->what);
     else
       natka__warn(log,
                   "spool: %s offset %" PRIu64 ": %s (%" PRIu64

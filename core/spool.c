@@ -35,7 +35,7 @@
 
 const unsigned char natka__spool_rec_magic[4] = {'N', 'K', 'S', '1'};
 const unsigned char natka__spool_floor_magic[4] = {'N', 'K', 'F', '1'};
-static const unsigned char seq_magic[4] = {'N', 'K', 'R', '1'};
+const unsigned char natka__spool_seq_magic[4] = {'N', 'K', 'R', '1'};
 
 /* Sequences are reserved on disk this many at a time (see reserve()). */
 #define RESERVE_STEP ((uint64_t)1 << 20)
@@ -150,23 +150,6 @@ static int fsync_dir(const char *dir) {
   return rc;
 }
 
-/* The sequence reservation in <dir>/seq (the floor file's layout with its
- * own magic), or 0 when there is none or it is unreadable. */
-static uint64_t read_reserved(const natka__spool *sp) {
-  char path[PATH_MAX];
-  unsigned char b[NATKA__SPOOL_MARK_BYTES + 1];
-  natka__spool_file_path(sp, "seq", path, sizeof(path));
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return 0;
-  ssize_t n = read(fd, b, sizeof(b));
-  close(fd);
-  if (n != NATKA__SPOOL_MARK_BYTES || memcmp(b, seq_magic, 4) != 0 ||
-      XXH64(b, 16, 0) != natka__spool_get64(b + 16))
-    return 0;
-  return natka__spool_get64(b + 8);
-}
-
 static int write_mark(natka__spool *sp, const char *name,
                       const unsigned char magic[4], uint64_t value, char *err,
                       size_t errlen);
@@ -186,8 +169,10 @@ static int write_floor(natka__spool *sp, uint64_t floor, char *err,
 static int reserve(natka__spool *sp, char *err, size_t errlen) {
   if (sp->next_seq < sp->reserved)
     return 0;
-  uint64_t upto = sp->next_seq + RESERVE_STEP;
-  int rc = write_mark(sp, "seq", seq_magic, upto, err, errlen);
+  uint64_t upto = sp->next_seq + RESERVE_STEP; /* no wrap: see spool.h */
+  if (upto > NATKA__SPOOL_MAX_SEQ + 1)
+    upto = NATKA__SPOOL_MAX_SEQ + 1;
+  int rc = write_mark(sp, "seq", natka__spool_seq_magic, upto, err, errlen);
   if (rc == 0)
     sp->reserved = upto;
   return rc;
@@ -469,8 +454,9 @@ int natka__spool_open(natka__spool **out, const char *dir,
   if ((rc = natka__spool_scan_all(sp, floor, &rep, err, errlen)) != 0)
     goto fail;
   place(sp, floor);
+  /* Read-only too, so that verify reports what a writer's open would. */
+  uint64_t reserved = natka__spool_read_reserved(sp, &rep);
   if (!sp->opts.read_only) {
-    uint64_t reserved = read_reserved(sp);
     if (reserved > sp->next_seq) { /* what a lost tail may have used */
       sp->next_seq = reserved;
       sp->seq_gap = 1;
@@ -513,7 +499,8 @@ int natka__spool_close(natka__spool *sp, char *err, size_t errlen) {
    * on right after them instead of above the reservation. */
   if (rc == 0 && sp->opened && !sp->opts.read_only &&
       sp->reserved > sp->next_seq)
-    rc = write_mark(sp, "seq", seq_magic, sp->next_seq, err, errlen);
+    rc = write_mark(sp, "seq", natka__spool_seq_magic, sp->next_seq, err,
+                    errlen);
   if (sp->afd >= 0)
     close(sp->afd);
   close_rfd(sp);
@@ -576,6 +563,14 @@ int natka__spool_append(natka__spool *sp, const void *data, size_t len,
                        "spool: a record of %zu bytes is over the %zu limit",
                        len, NATKA__SPOOL_MAX_RECORD);
   uint64_t size = HDR + (uint64_t)len;
+  if (sp->next_seq > NATKA__SPOOL_MAX_SEQ)
+    return natka__errf(
+        err, errlen, NATKA_EIO,
+        "spool: %s has used every sequence number (up to %" PRIu64
+        "): it takes no more records; let natka deliver what "
+        "it holds, then point spool.dir at a new, empty "
+        "directory",
+        sp->dir, NATKA__SPOOL_MAX_SEQ);
   if (sp->bytes + size > sp->opts.max_bytes)
     return natka__errf(err, errlen, NATKA_EBUSY,
                        "spool: %s is full (%" PRIu64

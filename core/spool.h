@@ -8,7 +8,14 @@
  *   00000000000000004711.seg   number (20 digits), each up to
  *   ...                        segment_bytes (a larger record gets its own)
  *   floor                      the consumed floor (see below)
+ *   seq                        sequences reserved (see spool.c, reserve())
  *   lock                       flock()ed by the process that writes
+ *
+ * Sequence numbers run from 1 to NATKA__SPOOL_MAX_SEQ (2^63 - 1: at a
+ * million records a second, 292,000 years). The bound sits far below
+ * UINT64_MAX so that no sum of a sequence and a count can wrap. A segment
+ * name, record, floor or reservation outside it is bad data, never read as
+ * a sequence; an append past it is refused.
  *
  * A segment is a run of records, each a 24-byte header then the payload:
  *
@@ -65,6 +72,7 @@ typedef struct natka__log natka__log;
 
 #define NATKA__SPOOL_HEADER_BYTES 24
 #define NATKA__SPOOL_MAX_RECORD ((size_t)256 << 20)
+#define NATKA__SPOOL_MAX_SEQ ((uint64_t)INT64_MAX)
 
 typedef struct natka__spool natka__spool;
 
@@ -86,9 +94,10 @@ typedef struct natka__spool_opts {
 /* "always" | "interval" | "never". Returns 0 or NATKA_EINVAL. */
 int natka__spool_fsync_parse(const char *s, natka__spool_fsync *out);
 
-/* One problem open found. Open never refuses a spool for bad data. */
+/* One problem open found. Open never refuses a spool for bad data, nor for
+ * a strange file in its directory. */
 typedef struct natka__spool_problem {
-  char *path;              /* the segment (or floor) file */
+  char *path;              /* the segment (floor, seq, stray) file */
   uint64_t offset;         /* where the bad bytes start */
   uint64_t bytes;          /* bytes cut (tail) or skipped (not tail) */
   uint64_t records_before; /* good records before it in this file */
@@ -102,6 +111,11 @@ typedef struct natka__spool_problem {
    * consumed (delivered again: at least once); it is rewritten at the next
    * sync. bytes: its size. */
   int floor_file;
+  /* 1: a file open does not use: named like a segment but for a sequence
+   * out of range (no natka wrote it: never read, never deleted), or a seq
+   * file that cannot be used (the next reservation replaces it). bytes: its
+   * size. */
+  int ignored;
   char what[128]; /* the defect: "short header (10 of 24 bytes)", ... */
 } natka__spool_problem;
 
@@ -151,7 +165,9 @@ int natka__spool_close(natka__spool *sp, char *err, size_t errlen);
  * Errors leave the spool as it was, with nothing of the record on disk:
  *   NATKA_EBUSY   the spool would grow past max_bytes: push back, try later
  *   NATKA_EIO     a write error (ENOSPC, EFBIG, EIO...): the partial record
- *                 was cut back off; err has the file and strerror()
+ *                 was cut back off; err has the file and strerror(). Or no
+ *                 sequence number is left (the next would pass
+ *                 NATKA__SPOOL_MAX_SEQ): for good, err says so and what to do
  *   NATKA_EINVAL  read_only, or len > NATKA__SPOOL_MAX_RECORD
  *   NATKA_ENOMEM
  * Calls the notify callback (natka__spool_set_notify) after a success.

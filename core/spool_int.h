@@ -16,9 +16,10 @@
  * 16 bytes. */
 #define NATKA__SPOOL_MARK_BYTES 24
 
-/* The first bytes of every record, and of the floor file. */
+/* The first bytes of every record, of the floor file and of the seq file. */
 extern const unsigned char natka__spool_rec_magic[4];
 extern const unsigned char natka__spool_floor_magic[4];
+extern const unsigned char natka__spool_seq_magic[4];
 
 /* One segment file. In memory the spool keeps one of these per segment,
  * never one per record (see spool.c). */
@@ -91,10 +92,17 @@ int natka__spool_io_fail(char *err, size_t errlen, const char *what,
 int natka__spool_read_floor(natka__spool *sp, natka__spool_report *rep,
                             uint64_t *floor, char *err, size_t errlen);
 
+/* The sequence reservation in <dir>/seq (see spool.c, reserve()), or 0 when
+ * there is none. One that cannot be used (bad magic or checksum, out of
+ * range) is 0 too, and reported in rep: a new reservation replaces it. */
+uint64_t natka__spool_read_reserved(natka__spool *sp, natka__spool_report *rep);
+
 /* Lists and verifies every segment file into sp->segs (sorted, empty ones
  * dropped), adding their sizes to sp->bytes and what was wrong to rep; a
  * torn tail of the newest segment is cut off unless read-only. start_off of
- * each segment is set relative to `floor`. Returns 0 or a NATKA_E* code. */
+ * each segment is set relative to `floor`. A file named like a segment for
+ * a sequence out of range is reported and left alone. Returns 0 or a
+ * NATKA_E* code. */
 int natka__spool_scan_all(natka__spool *sp, uint64_t floor,
                           natka__spool_report *rep, char *err, size_t errlen);
 

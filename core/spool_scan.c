@@ -29,31 +29,35 @@
 
 /* ------------------------------------------------------------ the report */
 
-static void add_problem(natka__spool_report *rep, const char *path,
-                        uint64_t offset, uint64_t bytes, uint64_t before,
-                        int tail, const char *fmt, ...)
+/* Returns the problem added (to set its flags), or NULL out of memory. */
+static natka__spool_problem *
+add_problem(natka__spool_report *rep, const char *path, uint64_t offset,
+            uint64_t bytes, uint64_t before, int tail, const char *fmt, ...)
     __attribute__((format(printf, 7, 8)));
-static void add_problem(natka__spool_report *rep, const char *path,
-                        uint64_t offset, uint64_t bytes, uint64_t before,
-                        int tail, const char *fmt, ...) {
+static natka__spool_problem *add_problem(natka__spool_report *rep,
+                                         const char *path, uint64_t offset,
+                                         uint64_t bytes, uint64_t before,
+                                         int tail, const char *fmt, ...) {
   natka__spool_problem *grown =
       realloc(rep->problems, (rep->nproblems + 1) * sizeof(*grown));
   if (grown == NULL)
-    return; /* the report is best effort; the spool itself is consistent */
+    return NULL; /* the report is best effort; the spool is consistent */
   rep->problems = grown;
   natka__spool_problem *p = &grown[rep->nproblems];
   if ((p->path = natka__strdup(path)) == NULL)
-    return;
+    return NULL;
   p->offset = offset;
   p->bytes = bytes;
   p->records_before = before;
   p->tail = tail;
   p->floor_file = 0;
+  p->ignored = 0;
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(p->what, sizeof(p->what), fmt, ap);
   va_end(ap);
   rep->nproblems++;
+  return p;
 }
 
 void natka__spool_report_free(natka__spool_report *r) {
@@ -153,6 +157,11 @@ static int examine(scanner *s, uint64_t off, uint64_t expect, uint32_t *len,
   }
   if (natka__spool_record_sum(h, p + HDR, n) != natka__spool_get64(h + 16)) {
     snprintf(what, wlen, "bad checksum (record of %" PRIu32 " bytes)", n);
+    return 0;
+  }
+  if (seq == 0 || seq > NATKA__SPOOL_MAX_SEQ) {
+    snprintf(what, wlen, "sequence %" PRIu64 " out of range (1..%" PRIu64 ")",
+             seq, NATKA__SPOOL_MAX_SEQ);
     return 0;
   }
   if (expect != 0 && seq != expect) {
@@ -284,9 +293,31 @@ static int cmp_u64(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/*
+ * A file named like a segment whose name is no sequence natka hands out (0,
+ * above NATKA__SPOOL_MAX_SEQ, above 2^64): no natka wrote it, so it holds
+ * nothing natka accepted. Refusing to open would stop natka for good over a
+ * stray file, and deleting it is not natka's call: it is reported (a warning
+ * at every start, `natka spool verify` fails) and left alone.
+ */
+static void ignore_name(natka__spool *sp, natka__spool_report *rep,
+                        const char *name) {
+  char path[PATH_MAX];
+  struct stat st;
+  natka__spool_file_path(sp, name, path, sizeof(path));
+  uint64_t size = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+  natka__spool_problem *p =
+      add_problem(rep, path, 0, size, 0, 0,
+                  "name out of range (1..%" PRIu64 "): not natka's; ignored, "
+                  "left on disk: move it away",
+                  NATKA__SPOOL_MAX_SEQ);
+  if (p != NULL)
+    p->ignored = 1;
+}
+
 /* The first sequences of the segment files in the directory, sorted. */
-static int list_segments(natka__spool *sp, uint64_t **out, size_t *n, char *err,
-                         size_t errlen) {
+static int list_segments(natka__spool *sp, natka__spool_report *rep,
+                         uint64_t **out, size_t *n, char *err, size_t errlen) {
   DIR *d = opendir(sp->dir);
   uint64_t *v = NULL;
   size_t cap = 0;
@@ -299,6 +330,12 @@ static int list_segments(natka__spool *sp, uint64_t **out, size_t *n, char *err,
     if (strlen(nm) != 24 || strspn(nm, "0123456789") != 20 ||
         strcmp(nm + 20, ".seg") != 0)
       continue;
+    errno = 0;
+    unsigned long long first = strtoull(nm, NULL, 10);
+    if (errno == ERANGE || first == 0 || first > NATKA__SPOOL_MAX_SEQ) {
+      ignore_name(sp, rep, nm);
+      continue;
+    }
     if (*n == cap) {
       cap = cap ? cap * 2 : 16;
       uint64_t *nv = realloc(v, cap * sizeof(*nv));
@@ -309,7 +346,7 @@ static int list_segments(natka__spool *sp, uint64_t **out, size_t *n, char *err,
       }
       v = nv;
     }
-    v[(*n)++] = strtoull(nm, NULL, 10);
+    v[(*n)++] = first;
   }
   closedir(d);
   if (*n > 0)
@@ -338,16 +375,64 @@ int natka__spool_read_floor(natka__spool *sp, natka__spool_report *rep,
   close(fd);
   if (n < 0)
     return natka__spool_io_fail(err, errlen, "read", path, e);
-  if (n != NATKA__SPOOL_MARK_BYTES ||
-      memcmp(b, natka__spool_floor_magic, 4) != 0 ||
-      XXH64(b, 16, 0) != natka__spool_get64(b + 16)) {
-    add_problem(rep, path, 0, (uint64_t)n, 0, 0,
-                "bad floor file (%zd bytes, bad magic or checksum)", n);
-    if (rep->nproblems > 0)
-      rep->problems[rep->nproblems - 1].floor_file = 1;
+  int bad = n != NATKA__SPOOL_MARK_BYTES ||
+            memcmp(b, natka__spool_floor_magic, 4) != 0 ||
+            XXH64(b, 16, 0) != natka__spool_get64(b + 16);
+  /* The floor is the first sequence not consumed: at most one past the
+   * last sequence there can be. */
+  uint64_t v = bad ? 0 : natka__spool_get64(b + 8);
+  if (bad || v > NATKA__SPOOL_MAX_SEQ + 1) {
+    natka__spool_problem *p =
+        bad ? add_problem(rep, path, 0, (uint64_t)n, 0, 0,
+                          "bad floor file (%zd bytes, bad magic or checksum)",
+                          n)
+            : add_problem(rep, path, 0, (uint64_t)n, 0, 0,
+                          "bad floor file (floor %" PRIu64
+                          " out of range, at most %" PRIu64 ")",
+                          v, NATKA__SPOOL_MAX_SEQ + 1);
+    if (p != NULL)
+      p->floor_file = 1;
     return 0;
   }
-  *floor = natka__spool_get64(b + 8);
+  *floor = v;
+  return 0;
+}
+
+uint64_t natka__spool_read_reserved(natka__spool *sp,
+                                    natka__spool_report *rep) {
+  char path[PATH_MAX];
+  unsigned char b[NATKA__SPOOL_MARK_BYTES + 1];
+  natka__spool_file_path(sp, "seq", path, sizeof(path));
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  ssize_t n = read(fd, b, sizeof(b));
+  int e = errno;
+  close(fd);
+  natka__spool_problem *p;
+  if (n < 0) {
+    p = add_problem(rep, path, 0, 0, 0, 0,
+                    "cannot read the seq file (%s): ignored, a new one "
+                    "replaces it",
+                    strerror(e));
+  } else if (n != NATKA__SPOOL_MARK_BYTES ||
+             memcmp(b, natka__spool_seq_magic, 4) != 0 ||
+             XXH64(b, 16, 0) != natka__spool_get64(b + 16)) {
+    p = add_problem(rep, path, 0, (uint64_t)n, 0, 0,
+                    "bad seq file (%zd bytes, bad magic or checksum): "
+                    "ignored, a new one replaces it",
+                    n);
+  } else {
+    uint64_t v = natka__spool_get64(b + 8);
+    if (v <= NATKA__SPOOL_MAX_SEQ + 1)
+      return v;
+    p = add_problem(rep, path, 0, (uint64_t)n, 0, 0,
+                    "bad seq file (reservation %" PRIu64 " out of range, up "
+                    "to %" PRIu64 "): ignored, a new one replaces it",
+                    v, NATKA__SPOOL_MAX_SEQ + 1);
+  }
+  if (p != NULL)
+    p->ignored = 1;
   return 0;
 }
 
@@ -373,7 +458,7 @@ int natka__spool_scan_all(natka__spool *sp, uint64_t floor,
                           natka__spool_report *rep, char *err, size_t errlen) {
   uint64_t *firsts = NULL, seen_next = 0;
   size_t n = 0;
-  int rc = list_segments(sp, &firsts, &n, err, errlen);
+  int rc = list_segments(sp, rep, &firsts, &n, err, errlen);
   if (rc != 0)
     return rc;
   if (n > 0 && (sp->segs = calloc(n, sizeof(*sp->segs))) == NULL)

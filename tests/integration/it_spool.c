@@ -2,7 +2,8 @@
  * `natka spool` on real spool directories, through the natka binary, without
  * servers: verify and inspect on a spool with a torn tail (reported, exit 1
  * for verify, nothing cut), --all and --json, the fix a read-write open
- * makes, and the command line's usage errors (exit 2 naming what is wrong).
+ * makes, a stray file named like a segment (reported, ignored, kept), and
+ * the command line's usage errors (exit 2 naming what is wrong).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,6 +140,40 @@ static void damaged_spool(it_test *t, const char *dir) {
   free(out);
 }
 
+/* A file named like a segment but for no sequence natka hands out: verify
+ * and inspect name it and say it is ignored, the open natka run makes goes
+ * on without it, and it stays where it is. */
+static void stray_segment_name(it_test *t, const char *dir) {
+  char stray[PATH_MAX + 64], *out = NULL;
+  snprintf(stray, sizeof(stray), "%s/99999999999999999999.seg", dir);
+  FILE *f = fopen(stray, "w");
+  IT_CHECK(t, f != NULL);
+  fputs("not a segment", f);
+  fclose(f);
+
+  IT_CHECK_INT(t, spool_cmd(t, "stray", "verify", dir, 0, 0, 0, &out, NULL), ==,
+               1);
+  IT_CHECK_HAS(t, out, stray);
+  IT_CHECK_HAS(t, out, "name out of range");
+  IT_CHECK_HAS(t, out, "ignored, left on disk: move it away");
+  IT_CHECK_HAS(t, out, "1 problem(s)");
+  free(out);
+  IT_CHECK_INT(
+      t, spool_cmd(t, "stray_json", "inspect", dir, "--json", 0, 0, &out, NULL),
+      ==, 0);
+  IT_CHECK_HAS(t, out, "\"action\":\"ignore\"");
+  free(out);
+
+  natka__spool_report rep;
+  natka__spool *sp = open_rw(t, dir, &rep);
+  IT_CHECK_INT(t, rep.nproblems, ==, 1);
+  IT_CHECK_INT(t, rep.problems[0].ignored, ==, 1);
+  IT_CHECK_INT(t, rep.pending, ==, 3);
+  natka__spool_report_free(&rep);
+  natka__spool_close(sp, NULL, 0);
+  IT_CHECK_INT(t, size_of(t, stray), ==, 13);
+}
+
 /* `natka spool ...` must exit 2 with stderr naming the problem. */
 static void expect_usage(it_test *t, const char *tag, const char *a1,
                          const char *a2, const char *a3, const char *needle) {
@@ -176,6 +211,7 @@ int main(int argc, char **argv) {
   it_init(&t, "spool", argc, argv, 0);
   snprintf(dir, sizeof(dir), "%s/spool", t.tmpdir);
   damaged_spool(&t, dir);
+  stray_segment_name(&t, dir);
   command_line(&t, dir);
   return it_pass(&t);
 }

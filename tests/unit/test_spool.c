@@ -13,12 +13,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "runner.h"
 
 #include "event_int.h"
 #include "natka/error.h"
 #include "pipe.h"
 #include "spool.h"
+#include "spool_int.h"
 #include "util.h"
 
 #define HDR NATKA__SPOOL_HEADER_BYTES
@@ -849,6 +852,228 @@ static void test_sequences_are_never_reused(void **state) {
   done(&f);
 }
 
+/* ----------------------------------- strange names, the sequence range */
+
+/* <dir>/<name> holding len bytes of data. */
+static void put_file(fixture *f, const char *name, const void *data,
+                     size_t len) {
+  char path[600];
+  snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, data, len), (ssize_t)len);
+  close(fd);
+}
+
+static int file_exists(fixture *f, const char *name) {
+  char path[600];
+  struct stat st;
+  snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+  return stat(path, &st) == 0;
+}
+
+static void put64le(unsigned char *p, uint64_t v) {
+  for (int i = 0; i < 8; i++)
+    p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* A floor or seq file (spool_int.h) holding `value`, checksum and all: what
+ * only a bug, a bad restore or an attacker leaves. */
+static void put_mark(fixture *f, const char *name, const char *magic,
+                     uint64_t value) {
+  unsigned char b[NATKA__SPOOL_MARK_BYTES] = {0};
+  memcpy(b, magic, 4);
+  put64le(b + 8, value);
+  put64le(b + 16, XXH64(b, 16, 0));
+  put_file(f, name, b, sizeof(b));
+}
+
+/* A segment file `name` holding n records with sequences seqs[], each
+ * with a good checksum and the payload "evil". */
+static void put_segment(fixture *f, const char *name, const uint64_t *seqs,
+                        int n) {
+  unsigned char b[4][HDR + 4];
+  assert_true(n <= 4);
+  for (int i = 0; i < n; i++) {
+    memcpy(b[i], natka__spool_rec_magic, 4);
+    b[i][4] = 4, b[i][5] = b[i][6] = b[i][7] = 0;
+    put64le(b[i] + 8, seqs[i]);
+    memcpy(b[i] + HDR, "evil", 4);
+    put64le(b[i] + 16, natka__spool_record_sum(b[i], b[i] + HDR, 4));
+  }
+  put_file(f, name, b, (size_t)n * sizeof(b[0]));
+}
+
+static const natka__spool_problem *problem_for(fixture *f, const char *name) {
+  for (size_t i = 0; i < f->rep.nproblems; i++) {
+    const char *p = f->rep.problems[i].path;
+    size_t n = strlen(p), k = strlen(name);
+    if (n >= k && strcmp(p + n - k, name) == 0)
+      return &f->rep.problems[i];
+  }
+  fail_msg("no problem reported for %s", name);
+  return NULL;
+}
+
+/* Segment names are sequence numbers; a file named like one but out of
+ * their range (above 2^64, or 0) cannot be natka's. It must not stop the
+ * spool from opening: it is reported, naming it, and left alone. */
+static void
+test_a_segment_name_out_of_range_is_ignored_and_reported(void **state) {
+  (void)state;
+  static const char *const names[] = {"99999999999999999999.seg",
+                                      "18446744073709551616.seg",
+                                      "00000000000000000000.seg"};
+  fixture f = {0};
+  make_dir(&f);
+  open_with(&f, opts(4096, 0));
+  append_n(&f, 1, 3);
+  assert_int_equal(natka__spool_close(f.sp, NULL, 0), 0);
+  f.sp = NULL;
+  for (size_t i = 0; i < 3; i++)
+    put_file(&f, names[i], "junk", 4);
+  for (int ro = 1; ro >= 0; ro--) { /* natka spool verify, then natka run */
+    natka__spool_opts o = opts(4096, 0);
+    o.read_only = ro;
+    open_with(&f, o);
+    assert_int_equal(f.rep.nproblems, 3);
+    for (size_t i = 0; i < 3; i++) {
+      const natka__spool_problem *p = problem_for(&f, names[i]);
+      assert_non_null(strstr(p->what, "out of range"));
+      assert_true(p->ignored);
+      assert_int_equal(p->bytes, 4);
+    }
+    assert_int_equal(f.rep.records, 3);
+    if (ro) {
+      assert_int_equal(natka__spool_close(f.sp, NULL, 0), 0);
+      f.sp = NULL;
+    }
+  }
+  for (int i = 1; i <= 3; i++)
+    expect_next(&f, i, (uint64_t)i);
+  expect_end(&f);
+  append_n(&f, 4, 1);
+  expect_next(&f, 4, 4);
+  for (size_t i = 0; i < 3; i++)
+    assert_true(file_exists(&f, names[i])); /* not ours to delete */
+  done(&f);
+}
+
+/* A segment named 2^64 - 1 (in uint64_t's range) holding a good record of
+ * that sequence: first + count wraps to 0. It is not read (natka never
+ * hands out sequences that high), and appends do not land in it. */
+static void
+test_a_segment_at_the_top_of_uint64_is_not_wrapped_into(void **state) {
+  (void)state;
+  static const char name[] = "18446744073709551615.seg";
+  fixture f = {0};
+  make_dir(&f);
+  open_with(&f, opts(4096, 0));
+  append_n(&f, 1, 3);
+  assert_int_equal(natka__spool_close(f.sp, NULL, 0), 0);
+  f.sp = NULL;
+  put_segment(&f, name, (const uint64_t[]){UINT64_MAX}, 1);
+  open_with(&f, opts(4096, 0));
+  assert_int_equal(f.rep.nproblems, 1);
+  assert_non_null(strstr(problem_for(&f, name)->what, "out of range"));
+  assert_int_equal(f.rep.records, 3);
+  for (int i = 1; i <= 3; i++)
+    expect_next(&f, i, (uint64_t)i);
+  expect_end(&f);
+  append_n(&f, 4, 2);
+  reopen(&f, opts(4096, 0));
+  assert_int_equal(f.rep.records, 5);
+  for (int i = 1; i <= 5; i++)
+    expect_next(&f, i, (uint64_t)i);
+  expect_end(&f);
+  assert_int_equal(file_size(problem_for(&f, name)->path), HDR + 4);
+  done(&f);
+}
+
+/* A floor or a sequence reservation near 2^64 (checksum intact) would make
+ * sequences wrap to 0 after a few appends, and order with them. Either is
+ * refused as a bad file (reported), and sequences stay in order. */
+static void
+test_a_floor_or_reservation_near_uint64_max_is_refused(void **state) {
+  (void)state;
+  for (int which = 0; which < 2; which++) {
+    const char *name = which == 0 ? "floor" : "seq";
+    fixture f = {0};
+    make_dir(&f);
+    put_mark(&f, name, which == 0 ? "NKF1" : "NKR1", UINT64_MAX - 1);
+    open_with(&f, opts(4096, 0));
+    assert_int_equal(f.rep.nproblems, 1);
+    assert_non_null(strstr(problem_for(&f, name)->what, "out of range"));
+    assert_int_equal(problem_for(&f, name)->floor_file, which == 0);
+    uint64_t last = 0;
+    for (int i = 1; i <= 4; i++) {
+      uint64_t seq = 0;
+      assert_int_equal(
+          natka__spool_append(f.sp, "x", 1, &seq, f.err, sizeof(f.err)), 0);
+      assert_true(seq > last);
+      assert_true(seq <= NATKA__SPOOL_MAX_SEQ);
+      last = seq;
+    }
+    reopen(&f, opts(4096, 0));
+    assert_int_equal(f.rep.nproblems, 0); /* rewritten at the first sync */
+    assert_int_equal(f.rep.records, 4);
+    done(&f);
+  }
+}
+
+/* A record numbered past the range, right after the last good one, is bad
+ * data (here a torn tail: cut), not a record that moves next_seq past it. */
+static void test_a_record_past_the_range_is_bad_data(void **state) {
+  (void)state;
+  fixture f = {0};
+  make_dir(&f);
+  put_segment(
+      &f, "09223372036854775807.seg",
+      (const uint64_t[]){NATKA__SPOOL_MAX_SEQ, NATKA__SPOOL_MAX_SEQ + 1}, 2);
+  open_with(&f, opts(4096, 0));
+  assert_int_equal(f.rep.nproblems, 1);
+  assert_true(f.rep.problems[0].tail);
+  assert_non_null(strstr(f.rep.problems[0].what, "out of range"));
+  assert_int_equal(f.rep.records, 1);
+  assert_int_equal(stats(&f).next_seq, NATKA__SPOOL_MAX_SEQ + 1);
+  natka__spool_rec rec;
+  assert_int_equal(natka__spool_next(f.sp, &rec, f.err, sizeof(f.err)), 1);
+  assert_int_equal(rec.seq, NATKA__SPOOL_MAX_SEQ);
+  free(rec.data);
+  expect_end(&f);
+  assert_int_equal(
+      natka__spool_append(f.sp, "x", 1, NULL, f.err, sizeof(f.err)), NATKA_EIO);
+  done(&f);
+}
+
+/* At the top of the range appends are refused, with an error that says so
+ * and what to do; what is stored stays readable, in order. */
+static void test_sequences_run_out_with_a_clear_error(void **state) {
+  (void)state;
+  fixture f = {0};
+  uint64_t seq = 0;
+  make_dir(&f);
+  put_mark(&f, "floor", "NKF1", NATKA__SPOOL_MAX_SEQ - 1);
+  open_with(&f, opts(4096, 0));
+  assert_int_equal(f.rep.nproblems, 0);
+  append_n(&f, 1, 2);
+  assert_int_equal(
+      natka__spool_append(f.sp, "x", 1, &seq, f.err, sizeof(f.err)), NATKA_EIO);
+  assert_non_null(strstr(f.err, "sequence"));
+  assert_non_null(strstr(f.err, f.dir));
+  assert_int_equal(stats(&f).records, 2);
+  expect_next(&f, 1, NATKA__SPOOL_MAX_SEQ - 1);
+  expect_next(&f, 2, NATKA__SPOOL_MAX_SEQ);
+  expect_end(&f);
+  reopen(&f, opts(4096, 0));
+  assert_int_equal(f.rep.records, 2);
+  expect_next(&f, 1, NATKA__SPOOL_MAX_SEQ - 1);
+  expect_next(&f, 2, NATKA__SPOOL_MAX_SEQ);
+  assert_int_equal(
+      natka__spool_append(f.sp, "x", 1, &seq, f.err, sizeof(f.err)), NATKA_EIO);
+  done(&f);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_records_come_back_in_order_across_segments),
     cmocka_unit_test(test_reopen_keeps_everything),
@@ -869,6 +1094,11 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_unpack_refuses_truncated_and_garbage_input),
     cmocka_unit_test(test_put_event_then_read_it_back),
     cmocka_unit_test(test_the_source_feeds_a_gateway_until_drained),
+    cmocka_unit_test(test_a_segment_name_out_of_range_is_ignored_and_reported),
+    cmocka_unit_test(test_a_segment_at_the_top_of_uint64_is_not_wrapped_into),
+    cmocka_unit_test(test_a_floor_or_reservation_near_uint64_max_is_refused),
+    cmocka_unit_test(test_a_record_past_the_range_is_bad_data),
+    cmocka_unit_test(test_sequences_run_out_with_a_clear_error),
 };
 
 NATKA_TEST_MAIN(tests)

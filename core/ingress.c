@@ -149,6 +149,13 @@ static natsStatus copy_for_stream(natka__ingress *in, natsMsg *req,
   return st;
 }
 
+/* "seq" as an exact JSON number: a double would round it above 2^53. */
+static void add_seq(cJSON *j, uint64_t seq) {
+  char digits[24];
+  snprintf(digits, sizeof(digits), "%" PRIu64, seq);
+  cJSON_AddRawToObject(j, "seq", digits);
+}
+
 /* A request the loop is too far behind to take (limits.handoff_*) or that
  * comes after the close gets a busy reply: never silence, never unbounded
  * memory. */
@@ -202,7 +209,7 @@ static void store_queued(natka__mailbox *mb, natka__letter *list) {
       cJSON *j = cJSON_CreateObject();
       cJSON_AddStringToObject(j, "id", natka_event_id(r->ev));
       cJSON_AddStringToObject(j, "spool", in->conf->spool_dir);
-      cJSON_AddNumberToObject(j, "seq", (double)r->seq);
+      add_seq(j, r->seq);
       cJSON_AddBoolToObject(j, "duplicate", 0);
       atomic_fetch_add(&in->accepted, 1);
       reply_json(in, r->req, j);
@@ -266,7 +273,7 @@ static void on_request(natsConnection *nc, natsSubscription *sub, natsMsg *req,
   cJSON *j = cJSON_CreateObject();
   cJSON_AddStringToObject(j, "id", id);
   cJSON_AddStringToObject(j, "stream", ack->Stream);
-  cJSON_AddNumberToObject(j, "seq", (double)ack->Sequence);
+  add_seq(j, ack->Sequence);
   cJSON_AddBoolToObject(j, "duplicate", ack->Duplicate);
   atomic_fetch_add(&in->accepted, 1);
   reply_json(in, req, j);

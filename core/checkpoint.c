@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 #include <librdkafka/rdkafka.h>
 
+#include "kafka_conf.h"
 #include "natka/error.h"
 #include "util.h"
 
@@ -167,9 +168,9 @@ done:
   return rc;
 }
 
-/* A consumer with the cluster's connection properties (security and the
- * like come from kafka.properties; producer-only ones are ignored by
- * librdkafka with a warning). */
+/* A consumer that connects as the producer does (kafka_conf.h); the
+ * producer-only properties in kafka.properties are ignored by librdkafka
+ * with a warning. */
 static rd_kafka_t *new_consumer(const natka_config *conf, const char *bootstrap,
                                 char *err, size_t errlen) {
   char why[512];
@@ -181,17 +182,14 @@ static rd_kafka_t *new_consumer(const natka_config *conf, const char *bootstrap,
                             /* assign() needs one; nothing is committed */
                             {"group.id", "natka-checkpoint-reader"},
                             {"log_level", "3"}};
-  for (size_t i = 0; i < conf->kafka_props.n; i++)
-    if (strcmp(conf->kafka_props.keys[i], "transactional.id") != 0)
-      rd_kafka_conf_set(kc, conf->kafka_props.keys[i],
-                        conf->kafka_props.values[i], why, sizeof(why));
-  for (size_t i = 0; i < sizeof(fixed) / sizeof(*fixed); i++)
-    if (rd_kafka_conf_set(kc, fixed[i][0], fixed[i][1], why, sizeof(why)) !=
-        RD_KAFKA_CONF_OK) {
-      natka__errf(err, errlen, NATKA_EKAFKA, "checkpoint: %s", why);
-      rd_kafka_conf_destroy(kc);
-      return NULL;
-    }
+  int rc =
+      natka__kafka_conf_apply(conf, kc, NATKA__KAFKA_CONSUMER, err, errlen);
+  for (size_t i = 0; rc == 0 && i < sizeof(fixed) / sizeof(*fixed); i++)
+    rc = natka__kafka_conf_set(kc, fixed[i][0], fixed[i][1], err, errlen);
+  if (rc != 0) {
+    rd_kafka_conf_destroy(kc);
+    return NULL;
+  }
   rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, why, sizeof(why));
   if (rk == NULL) {
     natka__errf(err, errlen, NATKA_EKAFKA, "checkpoint: %s", why);

@@ -33,8 +33,11 @@
 #include "cmd_rules.h"
 #include "codec.h"
 #include "config_int.h"
+#include "kafka_conf.h"
+#include "nats_conn.h"
 #include "nats_msg.h"
 #include "natka/error.h"
+#include "secret.h"
 #include "util.h"
 
 #define KAFKA_WAIT_MS 10000   /* metadata, watermarks, committed offsets */
@@ -69,6 +72,7 @@ typedef struct replay {
   natsConnection *nc;
   jsCtx *js;
   int nats_opened;
+  char url[NATKA__URL_SHOWN]; /* nats.url for messages, credentials hidden */
   int64_t max_payload;
   int64_t read, sent, skipped, bad, failed, dups, uncommitted;
 } replay;
@@ -96,22 +100,19 @@ static int kafka_open(replay *r) {
       {"auto.offset.reset", "earliest"},
   };
   rd_kafka_conf_t *kc = rd_kafka_conf_new();
-  /* Security and client settings come from kafka.properties; what the
-   * replay depends on is set after them, so they cannot undo it. */
-  for (size_t i = 0; i < c->kafka_props.n; i++)
-    if (rd_kafka_conf_set(kc, c->kafka_props.keys[i], c->kafka_props.values[i],
-                          why, sizeof(why)) != RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(kc);
-      return natka__dlq_fail(NATKA__CLI_USAGE, "kafka.properties.%s: %s",
-                             c->kafka_props.keys[i], why);
-    }
-  for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
-    if (rd_kafka_conf_set(kc, ours[i][0], ours[i][1], why, sizeof(why)) !=
-        RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(kc);
-      return natka__dlq_fail(NATKA__CLI_USAGE, "kafka property %s: %s",
-                             ours[i][0], why);
-    }
+  /* Security and client settings come from the kafka.* keys (kafka_conf.h);
+   * what the replay depends on is set after them, so they cannot undo it. */
+  int rc = natka__kafka_conf_check(c, why, sizeof(why));
+  if (rc == 0)
+    rc =
+        natka__kafka_conf_apply(c, kc, NATKA__KAFKA_CONSUMER, why, sizeof(why));
+  for (size_t i = 0; rc == 0 && i < sizeof(ours) / sizeof(ours[0]); i++)
+    rc = natka__kafka_conf_set(kc, ours[i][0], ours[i][1], why, sizeof(why));
+  if (rc != 0) {
+    rd_kafka_conf_destroy(kc);
+    return natka__dlq_fail(
+        rc == NATKA_ENOMEM ? NATKA__CLI_FAILED : NATKA__CLI_USAGE, "%s", why);
+  }
   rd_kafka_conf_set_opaque(kc, r);
   rd_kafka_conf_set_log_cb(kc, kafka_log);
   r->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, why, sizeof(why));
@@ -255,40 +256,31 @@ static int kafka_commit(replay *r) {
 
 /* ---------------------------------------------------------------- NATS */
 
-static const char *nats_why(natsStatus st) {
-  const char *t = nats_GetLastError(NULL);
-  return t != NULL && *t != '\0' ? t : natsStatus_GetText(st);
-}
-
 static int nats_open(replay *r) {
+  char err[512];
   natsOptions *o = NULL;
   jsOptions jo;
   r->nats_opened = 1;
-  natsStatus st = natsOptions_Create(&o);
-  if (st == NATS_OK)
-    st = natsOptions_SetURL(o, r->o->conf->nats_url);
-  if (st == NATS_OK)
-    st = natsOptions_SetName(o, "natka-dlq-replay");
-  if (st == NATS_OK)
-    st = natsOptions_SetTimeout(o, r->o->conf->nats_connect_timeout_ms);
-  if (st == NATS_OK)
-    st = natsOptions_SetAllowReconnect(o, false);
-  if (st == NATS_OK)
-    st = natsConnection_Connect(&r->nc, o);
+  int rc = natka__nats_options(r->o->conf, "natka-dlq-replay",
+                               NATKA__NATS_ONESHOT, NULL, &o, err, sizeof(err));
+  if (rc != 0)
+    return natka__dlq_fail(
+        rc == NATKA_ECONFIG ? NATKA__CLI_USAGE : NATKA__CLI_FAILED, "%s", err);
+  natsStatus st = natsConnection_Connect(&r->nc, o);
   natsOptions_Destroy(o);
   if (st != NATS_OK) {
     r->nc = NULL;
     return natka__dlq_fail(NATKA__CLI_FAILED,
-                           "cannot connect to NATS at %s: %s",
-                           r->o->conf->nats_url, natsStatus_GetText(st));
+                           "cannot connect to NATS at %s: %s", r->url,
+                           natka__nats_why(st));
   }
   r->max_payload = natsConnection_GetMaxPayload(r->nc);
   jsOptions_Init(&jo);
   jo.Wait = PUBLISH_WAIT_MS;
   if ((st = natsConnection_JetStream(&r->js, r->nc, &jo)) != NATS_OK) {
     r->js = NULL;
-    return natka__dlq_fail(NATKA__CLI_FAILED, "no JetStream on %s: %s",
-                           r->o->conf->nats_url, nats_why(st));
+    return natka__dlq_fail(NATKA__CLI_FAILED, "no JetStream on %s: %s", r->url,
+                           natka__nats_why(st));
   }
   return 0;
 }
@@ -363,7 +355,7 @@ static int fetch_data(replay *r, natka_event *ev, const char *source, char *why,
         st == NATS_NOT_FOUND || jerr != 0 ? NATKA_EMALFORMED : NATKA_ENATS,
         "ETOOBIG without its data, and stream %s seq %llu on %s cannot be "
         "read: %s",
-        stream, seq, r->o->conf->nats_url, nats_why(st));
+        stream, seq, r->url, natka__nats_why(st));
   snprintf(id, sizeof(id), "%s:%llu", stream, seq);
   int rc = natka__nats_msg_decode(msg, id, 0, &orig, &malformed);
   if (rc == 0 && strcmp(natka_event_id(orig), natka_event_id(ev)) != 0)
@@ -454,7 +446,7 @@ static int publish(replay *r, const natka_event *ev, const char *from,
     rc = natka__errf(why, len, NATKA_EMALFORMED,
                      "%zu bytes, more than %s takes in one message (%" PRId64
                      ")",
-                     size + data_len, r->o->conf->nats_url, r->max_payload);
+                     size + data_len, r->url, r->max_payload);
   natsStatus st = NATS_OK;
   if (rc == 0)
     st = natsMsg_Create(&msg, r->o->subject, NULL, data, (int)data_len);
@@ -483,10 +475,10 @@ static int publish(replay *r, const natka_event *ev, const char *from,
     return natka__errf(why, len, NATKA_ENATS,
                        "no JetStream stream on %s captures subject %s (give "
                        "--subject, a subject of jetstream.stream)",
-                       r->o->conf->nats_url, r->o->subject);
+                       r->url, r->o->subject);
   return natka__errf(why, len, NATKA_ENATS,
-                     "JetStream on %s did not store it: %s (error %d)",
-                     r->o->conf->nats_url, nats_why(st), (int)jerr);
+                     "JetStream on %s did not store it: %s (error %d)", r->url,
+                     natka__nats_why(st), (int)jerr);
 }
 
 /* One record. Returns 0 to go on, -1 to stop (--max reached), or
@@ -650,6 +642,7 @@ static void cleanup(replay *r) {
 int natka__dlq_replay_run(const natka__dlq_opts *o,
                           const natka__dlq_part *named, size_t nnamed) {
   replay r = {.o = o};
+  natka__url_redact(o->conf->nats_url, r.url, sizeof(r.url));
   int rc = run(&r, named, nnamed);
   cleanup(&r);
   return rc;

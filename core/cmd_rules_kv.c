@@ -18,39 +18,35 @@
 #include "cmd_rules.h"
 #include "cmd_rules_kv.h"
 #include "config_int.h"
+#include "nats_conn.h"
+#include "natka/error.h"
+#include "secret.h"
 #include "util.h"
 
 #define HISTORY 64         /* values per module, as the daemon creates it */
 #define MIN_WAIT_MS 5000   /* for a JetStream API answer */
 #define CLOSE_WAIT_MS 2000 /* for nats.c's threads at exit */
 
-const char *natka__cli_nats_why(natsStatus st) {
-  const char *t = nats_GetLastError(NULL);
-  return t != NULL && *t != '\0' ? t : natsStatus_GetText(st);
-}
-
 int natka__cli_connect(natka__rules_cli *c, natka__cli_kv *k) {
   const natka_config *cf = c->conf;
+  char err[512], url[NATKA__URL_SHOWN];
   natsOptions *o = NULL;
   jsOptions jo;
   memset(k, 0, sizeof(*k));
   k->opened = 1;
-  natsStatus st = natsOptions_Create(&o);
-  if (st == NATS_OK)
-    st = natsOptions_SetURL(o, cf->nats_url);
-  if (st == NATS_OK)
-    st = natsOptions_SetName(o, cf->nats_name);
-  if (st == NATS_OK)
-    st = natsOptions_SetTimeout(o, cf->nats_connect_timeout_ms);
-  if (st == NATS_OK)
-    st = natsOptions_SetAllowReconnect(o, false);
-  if (st == NATS_OK)
-    st = natsConnection_Connect(&k->nc, o);
+  natka__url_redact(cf->nats_url, url, sizeof(url));
+  int rc = natka__nats_options(cf, NULL, NATKA__NATS_ONESHOT, NULL, &o, err,
+                               sizeof(err));
+  if (rc != 0)
+    return natka__cli_fail(
+        c, rc == NATKA_ECONFIG ? NATKA__CLI_USAGE : NATKA__CLI_FAILED, "%s",
+        err);
+  natsStatus st = natsConnection_Connect(&k->nc, o);
   natsOptions_Destroy(o);
   if (st != NATS_OK) {
     k->nc = NULL;
     return natka__cli_fail(c, NATKA__CLI_FAILED, "cannot connect to %s: %s",
-                           cf->nats_url, natsStatus_GetText(st));
+                           url, natka__nats_why(st));
   }
   k->wait_ms = cf->nats_connect_timeout_ms > MIN_WAIT_MS
                    ? cf->nats_connect_timeout_ms
@@ -60,8 +56,8 @@ int natka__cli_connect(natka__rules_cli *c, natka__cli_kv *k) {
   st = natsConnection_JetStream(&k->js, k->nc, &jo);
   if (st != NATS_OK) {
     k->js = NULL;
-    return natka__cli_fail(c, NATKA__CLI_FAILED, "no JetStream on %s: %s",
-                           cf->nats_url, natka__cli_nats_why(st));
+    return natka__cli_fail(c, NATKA__CLI_FAILED, "no JetStream on %s: %s", url,
+                           natka__nats_why(st));
   }
   return 0;
 }
@@ -95,7 +91,7 @@ int natka__cli_open_bucket(natka__rules_cli *c, natka__cli_kv *k,
     return 0;
   }
   return natka__cli_fail(c, NATKA__CLI_FAILED, "cannot open bucket %s: %s",
-                         bucket, natka__cli_nats_why(st));
+                         bucket, natka__nats_why(st));
 }
 
 static int recs_add(natka__cli_recs *rs, kvEntry *e) {
@@ -165,7 +161,7 @@ int natka__cli_read_bucket(natka__rules_cli *c, natka__cli_kv *k, int history,
     return natka__cli_fail(c, NATKA__CLI_FAILED, "cannot read bucket %s: %s",
                            kvStore_Bucket(k->kv),
                            st == NATS_TIMEOUT ? "timed out"
-                                              : natka__cli_nats_why(st));
+                                              : natka__nats_why(st));
   if (out->n > 1)
     qsort(out->v, out->n, sizeof(*out->v), by_key_then_rev);
   return 0;
@@ -182,7 +178,7 @@ static int bucket_info(natka__rules_cli *c, natka__cli_kv *k,
   natsStatus st = js_GetStreamInfo(&si, k->js, stream, NULL, &jerr);
   if (st != NATS_OK)
     return natka__cli_fail(c, NATKA__CLI_FAILED, "cannot read bucket %s: %s",
-                           bucket, natka__cli_nats_why(st));
+                           bucket, natka__nats_why(st));
   *last = si->State.LastSeq;
   if (history != NULL)
     *history =
@@ -257,29 +253,31 @@ static int push_set(natka__rules_cli *c, const natka__cli_recs *cur,
 
 static int write_push(natka__rules_cli *c, natka__cli_kv *k,
                       const natka__cli_module *pushed) {
+  char url[NATKA__URL_SHOWN];
   uint64_t rev = 0;
   int64_t max = natsConnection_GetMaxPayload(k->nc);
   for (size_t i = 0; i < c->nargs; i++)
     if ((int64_t)pushed[i].len > max)
-      return natka__cli_fail(c, NATKA__CLI_USAGE,
-                             "%s: %zu bytes, more than %s accepts in one "
-                             "message (%" PRId64 "); nothing written",
-                             pushed[i].path, pushed[i].len, c->conf->nats_url,
-                             max);
+      return natka__cli_fail(
+          c, NATKA__CLI_USAGE,
+          "%s: %zu bytes, more than %s accepts in one "
+          "message (%" PRId64 "); nothing written",
+          pushed[i].path, pushed[i].len,
+          natka__url_redact(c->conf->nats_url, url, sizeof(url)), max);
   for (size_t i = 0; i < c->nargs; i++) {
     natsStatus st = kvStore_Put(&rev, k->kv, pushed[i].name, pushed[i].src,
                                 (int)pushed[i].len);
     if (st != NATS_OK)
-      return natka__cli_fail(
-          c, NATKA__CLI_FAILED, "cannot put %s: %s (%zu of %zu written)",
-          pushed[i].name, natka__cli_nats_why(st), i, c->nargs);
+      return natka__cli_fail(c, NATKA__CLI_FAILED,
+                             "cannot put %s: %s (%zu of %zu written)",
+                             pushed[i].name, natka__nats_why(st), i, c->nargs);
     printf("pushed %s at revision %" PRIu64 "\n", pushed[i].name, rev);
   }
   for (size_t i = 0; i < c->ndeletes; i++) {
     natsStatus st = kvStore_Delete(k->kv, c->deletes[i]);
     if (st != NATS_OK)
       return natka__cli_fail(c, NATKA__CLI_FAILED, "cannot delete %s: %s",
-                             c->deletes[i], natka__cli_nats_why(st));
+                             c->deletes[i], natka__nats_why(st));
     printf("deleted %s\n", c->deletes[i]);
   }
   if (c->ndeletes > 0 && bucket_info(c, k, c->bucket, &rev, NULL) != 0)
@@ -422,7 +420,7 @@ static int write_rollback(natka__rules_cli *c, natka__cli_kv *k,
       return natka__cli_fail(c, NATKA__CLI_FAILED,
                              "cannot %s %s: %s (%zu of %zu changes made)",
                              changes[i].value ? "put" : "delete",
-                             changes[i].key, natka__cli_nats_why(st), i, n);
+                             changes[i].key, natka__nats_why(st), i, n);
     if (changes[i].value != NULL)
       printf("restored %s at revision %" PRIu64 "\n", changes[i].key, now);
     else

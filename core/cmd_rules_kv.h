@@ -49,7 +49,5 @@ int natka__cli_open_bucket(natka__rules_cli *c, natka__cli_kv *k,
 int natka__cli_read_bucket(natka__rules_cli *c, natka__cli_kv *k, int history,
                            natka__cli_recs *out);
 void natka__cli_recs_free(natka__cli_recs *rs);
-/* The most telling text for a failed nats.c call. */
-const char *natka__cli_nats_why(natsStatus st);
 
 #endif

@@ -23,6 +23,7 @@
 #include <strings.h>
 
 #include "natka/error.h"
+#include "secret.h"
 #include "util.h"
 
 #define KEY_MAX NATKA__CONFIG_KEY_MAX
@@ -33,7 +34,8 @@ enum {
   F_JSNAME = 1 << 1,   /* JetStream stream / consumer name */
   F_TOPIC = 1 << 2,    /* legal Kafka topic name (when non-empty) */
   F_MINUS1 = 1 << 3,   /* integers: -1 allowed besides min..max */
-  F_BUCKET = 1 << 4    /* KV bucket name (when non-empty) */
+  F_BUCKET = 1 << 4,   /* KV bucket name (when non-empty) */
+  F_SECRET = 1 << 5    /* "file:PATH" or "env:NAME" (when non-empty) */
 };
 
 typedef natka__config_row row;
@@ -63,6 +65,34 @@ static const row schema[] = {
         "pause between reconnection attempts"),
     LIST("nats.subjects", nats_subjects, F_NONEMPTY, "",
          "core NATS subjects consumed at-most-once (no acks)"),
+    STR("nats.tls.ca_file", nats_tls_ca_file, 0, "",
+        "PEM file of the CA(s) the servers' certificates must chain to; \"\": "
+        "the system's trust store. A tls:// URL or any nats.tls file makes "
+        "TLS required"),
+    STR("nats.tls.cert_file", nats_tls_cert_file, 0, "",
+        "PEM certificate (chain) natka shows the servers (mutual TLS), with "
+        "nats.tls.key_file"),
+    STR("nats.tls.key_file", nats_tls_key_file, 0, "",
+        "PEM private key of nats.tls.cert_file (unencrypted)"),
+    STR("nats.tls.server_name", nats_tls_server_name, 0, "",
+        "name (or address) the servers' certificates must carry; \"\": the "
+        "host nats.url names"),
+    BOOL("nats.tls.verify", nats_tls_verify, "true",
+         "verify the servers' certificates; false: anyone on the path can "
+         "pose as the server (tests only)"),
+    STR("nats.creds_file", nats_creds_file, 0, "",
+        "credentials file (user JWT and NKey seed) of a server with "
+        "decentralized (JWT) authentication"),
+    STR("nats.nkey_seed_file", nats_nkey_seed_file, 0, "",
+        "file holding a user NKey seed (SU...): natka signs the server's "
+        "challenge with it"),
+    STR("nats.token", nats_token, F_SECRET, "",
+        "authentication token, as \"file:PATH\" or \"env:NAME\" (never the "
+        "token itself)"),
+    STR("nats.user", nats_user, 0, "", "user name, with nats.password"),
+    STR("nats.password", nats_password, F_SECRET, "",
+        "password of nats.user, as \"file:PATH\" or \"env:NAME\" (never "
+        "the password itself)"),
 
     LIST("ingress.subjects", ingress_subjects, F_NONEMPTY, "",
          "subjects taking NATS requests: each event is stored in JetStream, "
@@ -105,6 +135,32 @@ static const row schema[] = {
     STR("kafka.brokers", kafka_brokers, 0, "",
         "required: \"host:port,...\", or \"embedded\" for librdkafka's "
         "in-process mock cluster (demos and tests only: it keeps nothing)"),
+    ENUM("kafka.security.protocol", NATKA__CONFIG_ENUM, kafka_security_protocol,
+         "plaintext", "plaintext|ssl|sasl_ssl|sasl_plaintext",
+         "ssl: TLS (with kafka.tls.cert_file: mutual TLS); sasl_ssl: TLS and "
+         "a SASL login; sasl_plaintext: a SASL login without TLS"),
+    ENUM("kafka.sasl.mechanism", NATKA__CONFIG_ENUM, kafka_sasl_mechanism,
+         "SCRAM-SHA-512", "SCRAM-SHA-512|SCRAM-SHA-256|PLAIN",
+         "SASL mechanism of the sasl_* protocols"),
+    STR("kafka.sasl.username", kafka_sasl_username, 0, "",
+        "SASL user name (sasl_* protocols)"),
+    STR("kafka.sasl.password", kafka_sasl_password, F_SECRET, "",
+        "SASL password, as \"file:PATH\" or \"env:NAME\" (never the "
+        "password itself)"),
+    STR("kafka.tls.ca_file", kafka_tls_ca_file, 0, "",
+        "PEM file of the CA(s) the brokers' certificates must chain to; \"\": "
+        "the system's trust store"),
+    STR("kafka.tls.cert_file", kafka_tls_cert_file, 0, "",
+        "PEM certificate (chain) natka shows the brokers (mutual TLS), with "
+        "kafka.tls.key_file"),
+    STR("kafka.tls.key_file", kafka_tls_key_file, 0, "",
+        "PEM private key of kafka.tls.cert_file"),
+    STR("kafka.tls.key_password", kafka_tls_key_password, F_SECRET, "",
+        "password of an encrypted kafka.tls.key_file, as \"file:PATH\" or "
+        "\"env:NAME\""),
+    BOOL("kafka.tls.verify", kafka_tls_verify, "true",
+         "verify the brokers' certificates and host names; false: anyone on "
+         "the path can pose as a broker (tests only)"),
     INT("kafka.linger_ms", kafka_linger_ms, 0, "5", 0, 900000,
         "how long the producer waits to fill a batch"),
     INT("kafka.batch_size", kafka_batch_size, 0, "1000000", 1, 2147483647,
@@ -490,6 +546,14 @@ static int check_text(const row *r, const char *s, int entry, char *err,
                              "'%s' must be a KV bucket name (letters, digits, "
                              "'-' and '_'), got '%s'",
                              r->key, s);
+  if ((r->flags & F_SECRET) && *s != '\0' && !natka__secret_ref_ok(s))
+    return natka__config_bad(/* s may be the secret: never repeat it */
+                             err, errlen,
+                             "'%s' must say where the secret is, as "
+                             "\"file:PATH\" or "
+                             "\"env:NAME\"; the secret itself is not accepted "
+                             "(and not shown)",
+                             r->key);
   if ((r->flags & F_TOPIC) && *s != '\0' && !is_topic_name(s))
     return natka__config_bad(
         err, errlen,

@@ -30,6 +30,16 @@ struct natka_config {
   int64_t nats_connect_timeout_ms;
   int64_t nats_reconnect_wait_ms;
   natka__strlist nats_subjects; /* core NATS source, at-most-once */
+  char *nats_tls_ca_file;       /* "": the system's trust store */
+  char *nats_tls_cert_file;
+  char *nats_tls_key_file;
+  char *nats_tls_server_name; /* "": the host in nats_url */
+  int nats_tls_verify;
+  char *nats_creds_file;
+  char *nats_nkey_seed_file;
+  char *nats_token; /* secrets: "file:PATH" or "env:NAME" (secret.h) */
+  char *nats_user;
+  char *nats_password;
 
   /* ingress.* */
   natka__strlist ingress_subjects;
@@ -52,6 +62,15 @@ struct natka_config {
 
   /* kafka.* */
   char *kafka_brokers; /* "embedded": librdkafka's in-process mock cluster */
+  char *kafka_security_protocol; /* "plaintext", "ssl", "sasl_ssl", ... */
+  char *kafka_sasl_mechanism;
+  char *kafka_sasl_username;
+  char *kafka_sasl_password; /* a secret reference, as nats_password */
+  char *kafka_tls_ca_file;
+  char *kafka_tls_cert_file;
+  char *kafka_tls_key_file;
+  char *kafka_tls_key_password; /* a secret reference */
+  int kafka_tls_verify;
   int64_t kafka_linger_ms;
   int64_t kafka_batch_size;
   char *kafka_compression;

@@ -9,6 +9,7 @@
 #include <xxhash.h>
 
 #include "gateway.h"
+#include "nats_conn.h"
 #include "util.h"
 
 #define BACKOFF_MIN_MS 250
@@ -95,7 +96,7 @@ static int open_bucket(natka__claims *c) {
     int64_t now = natka__mono_ns();
     if (now - c->last_problem_ns > 10 * 1000000000LL) {
       natka__warn(c->log, "dedup: shared bucket %s: %s (retrying)",
-                  c->conf->dedup_shared_bucket, natsStatus_GetText(st));
+                  c->conf->dedup_shared_bucket, natka__nats_why(st));
       c->last_problem_ns = now;
     }
     return -1;
@@ -249,19 +250,10 @@ int natka__claims_new(natka__claims **out, natka *gw, natka__claim_cb cb,
   int have_cond = have_mu && uv_cond_init(&c->cond) == 0;
   if (!have_cond)
     goto fail;
-  natsStatus st = natsOptions_Create(&c->opts);
-  if (st == NATS_OK)
-    st = natsOptions_SetURL(c->opts, conf->nats_url);
-  if (st == NATS_OK)
-    st = natsOptions_SetName(c->opts, conf->nats_name);
-  if (st == NATS_OK)
-    st = natsOptions_SetTimeout(c->opts, conf->nats_connect_timeout_ms);
-  if (st == NATS_OK)
-    st = natsOptions_SetMaxReconnect(c->opts, -1);
-  if (st != NATS_OK) {
-    rc = NATKA_ENATS;
+  if ((rc = natka__nats_options(conf, NULL, 0, NULL, &c->opts, err, errlen)) !=
+      0)
     goto fail;
-  }
+  rc = NATKA_ENOMEM;
   if (uv_async_init(natka_loop(gw), &c->async, on_async) != 0)
     goto fail;
   c->async.data = c;
@@ -275,10 +267,9 @@ fail:
   if (have_mu)
     uv_mutex_destroy(&c->mu);
   free(c);
-  return natka__errf(err, errlen, rc,
-                     "dedup: cannot set up the shared "
-                     "window (%s)",
-                     natka_strerror(rc));
+  if (rc == NATKA_ENOMEM)
+    natka__errf(err, errlen, rc, "dedup: out of memory");
+  return rc;
 }
 
 int natka__claims_start(natka__claims *c) {

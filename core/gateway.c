@@ -13,6 +13,8 @@
 
 #include "config_int.h"
 #include "gateway_int.h"
+#include "kafka_conf.h"
+#include "nats_conn.h"
 #include "txn.h"
 #include "util.h"
 
@@ -107,6 +109,8 @@ int natka_new(natka **out, natka_config *conf, uv_loop_t *loop, char *errbuf,
   if ((rc = natka__config_validate(conf, errbuf, errlen)) != 0)
     return rc;
   if ((rc = natka__sink_kafka_check(conf, errbuf, errlen)) != 0)
+    return rc;
+  if (uses_nats(conf) && (rc = natka__nats_check(conf, errbuf, errlen)) != 0)
     return rc;
   if ((gw = calloc(1, sizeof(*gw))) == NULL)
     return natka__errf(errbuf, errlen, NATKA_ENOMEM, "out of memory");
@@ -288,6 +292,8 @@ int natka_start(natka *gw) {
                 natka__sink_kafka_embedded(gw->sink));
   else
     natka__info(&gw->log, "kafka: producing to %s", gw->conf->kafka_brokers);
+  if (natka__kafka_conf_warning(gw->conf) != NULL)
+    natka__warn(&gw->log, "kafka: %s", natka__kafka_conf_warning(gw->conf));
 
   if (gw->conf->js_enabled) {
     if ((rc = natka__source_jetstream_new(&src, gw, err, sizeof(err))) != 0)

@@ -45,6 +45,7 @@
 #include "nats_conn.h"
 #include "spool.h"
 #include "nats_msg.h"
+#include "secret.h"
 #include "util.h"
 
 #define PUBLISH_WAIT_MS 5000
@@ -334,12 +335,21 @@ static void on_connected(natsConnection *nc, void *closure) {
 
 int natka__ingress_start(natka__ingress *in) {
   const natka_config *c = in->conf;
-  natsStatus st = natka__nats_options(c, &in->opts, &in->closed_state);
-  in->have_closed_state = st != NATS_NO_MEMORY;
+  char err[512], url[NATKA__URL_SHOWN];
+  int rc = natka__nats_closed_init(&in->closed_state);
+  in->have_closed_state = rc == 0;
+  if (rc == 0)
+    rc = natka__nats_options(c, NULL, 0, &in->closed_state, &in->opts, err,
+                             sizeof(err));
+  if (rc != 0) {
+    natka__error(in->log, "ingress: %s",
+                 rc == NATKA_ENOMEM ? "out of memory" : err);
+    return rc;
+  }
   /* With a callback a failed first attempt returns at once; nats.c keeps
    * trying and sends the subscriptions once connected. */
-  if (st == NATS_OK)
-    st = natsOptions_SetRetryOnFailedConnect(in->opts, true, on_connected, in);
+  natsStatus st =
+      natsOptions_SetRetryOnFailedConnect(in->opts, true, on_connected, in);
   /* The connection mostly sends replies: each one out at once, rather than
    * waiting in nats.c's write buffer (about 1 ms per receipt). */
   if (st == NATS_OK)
@@ -348,8 +358,12 @@ int natka__ingress_start(natka__ingress *in) {
   if (st == NATS_OK) {
     st = natsConnection_Connect(&in->nc, in->opts);
     connected = st == NATS_OK;
-    if (st == NATS_NOT_YET_CONNECTED)
+    if (st == NATS_NOT_YET_CONNECTED) {
+      natka__warn(in->log, "ingress: cannot connect to %s yet (%s); retrying",
+                  natka__url_redact(c->nats_url, url, sizeof(url)),
+                  natka__nats_why(st));
       st = NATS_OK;
+    }
   }
   if (st == NATS_OK)
     st = natsConnection_JetStream(&in->js, in->nc, NULL);
@@ -365,7 +379,7 @@ int natka__ingress_start(natka__ingress *in) {
   }
   if (st != NATS_OK) {
     natka__error(in->log, "ingress: cannot take requests on %s: %s",
-                 c->ingress_subjects.v[0], natsStatus_GetText(st));
+                 c->ingress_subjects.v[0], natka__nats_why(st));
     return NATKA_ENATS;
   }
   /* nats.c calls on_connected only for a connection made by a retry. */

@@ -8,6 +8,8 @@
 #include <nats/nats.h>
 
 #include "natka/error.h"
+#include "nats_conn.h"
+#include "secret.h"
 #include "util.h"
 
 #define WATCH_POLL_MS 100 /* also how soon queued posts go out */
@@ -30,8 +32,8 @@ typedef struct post {
 } post;
 
 struct natka__kv_mirror {
-  char *url, *name, *bucket;
-  int64_t connect_timeout_ms, reconnect_wait_ms;
+  char *url; /* credentials hidden: for messages */
+  char *bucket;
   int create, history;
   natka__log *log;
   natka__kv_mirror_cb cb;
@@ -62,7 +64,7 @@ struct natka__kv_mirror {
   kvStore *kv;
   kvWatcher *watcher;
   kvStore *out_kv; /* bucket of the last post */
-  char last_problem[256];
+  char last_problem[512];
 };
 
 /* ------------------------------------------------------------ thread */
@@ -70,7 +72,7 @@ struct natka__kv_mirror {
 static void problem(natka__kv_mirror *m, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void problem(natka__kv_mirror *m, const char *fmt, ...) {
-  char msg[256];
+  char msg[512];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -142,7 +144,7 @@ static int open_bucket(natka__kv_mirror *m) {
     st = natsConnection_Connect(&m->nc, m->opts);
     if (st != NATS_OK) {
       m->nc = NULL;
-      problem(m, "cannot connect to %s: %s", m->url, natsStatus_GetText(st));
+      problem(m, "cannot connect to %s: %s", m->url, natka__nats_why(st));
       return -1;
     }
   }
@@ -379,7 +381,6 @@ static void release(natka__kv_mirror *m) {
   uv_cond_destroy(&m->cond);
   uv_mutex_destroy(&m->mu);
   free(m->url);
-  free(m->name);
   free(m->bucket);
   free(m);
 }
@@ -432,42 +433,28 @@ static void on_async(uv_async_t *a) {
 int natka__kv_mirror_new(natka__kv_mirror **out, uv_loop_t *loop,
                          const natka__kv_mirror_opts *o, natka__kv_mirror_cb cb,
                          void *data, char *err, size_t errlen) {
+  char url[NATKA__URL_SHOWN];
   int have_mu = 0, have_cond = 0;
   int rc = NATKA_ENOMEM;
   natka__kv_mirror *m = calloc(1, sizeof(*m));
   if (m == NULL)
     goto fail;
-  m->url = natka__strdup(o->url);
-  m->name = natka__strdup(o->name);
+  m->url =
+      natka__strdup(natka__url_redact(o->conf->nats_url, url, sizeof(url)));
   m->bucket = natka__strdup(o->bucket);
-  m->connect_timeout_ms = o->connect_timeout_ms;
-  m->reconnect_wait_ms = o->reconnect_wait_ms;
   m->create = o->create;
   m->history = o->history < 1 ? 1 : o->history > 64 ? 64 : o->history;
   m->log = o->log;
   m->cb = cb;
   m->data = data;
-  if (m->url == NULL || m->name == NULL || m->bucket == NULL ||
+  if (m->url == NULL || m->bucket == NULL ||
       !(have_mu = uv_mutex_init(&m->mu) == 0) ||
       !(have_cond = uv_cond_init(&m->cond) == 0))
     goto fail;
-  natsStatus st = natsOptions_Create(&m->opts);
-  if (st == NATS_OK)
-    st = natsOptions_SetURL(m->opts, m->url);
-  if (st == NATS_OK)
-    st = natsOptions_SetName(m->opts, m->name);
-  if (st == NATS_OK)
-    st = natsOptions_SetTimeout(m->opts, m->connect_timeout_ms);
-  if (st == NATS_OK)
-    st = natsOptions_SetMaxReconnect(m->opts, -1);
-  if (st == NATS_OK)
-    st = natsOptions_SetReconnectWait(m->opts, m->reconnect_wait_ms);
-  if (st != NATS_OK) {
-    rc =
-        natka__errf(err, errlen, NATKA_ENATS, "kv %s: invalid NATS options: %s",
-                    o->bucket, natsStatus_GetText(st));
+  if ((rc = natka__nats_options(o->conf, NULL, 0, NULL, &m->opts, err,
+                                errlen)) != 0)
     goto fail;
-  }
+  rc = NATKA_ENOMEM;
   if (uv_async_init(loop, &m->async, on_async) != 0)
     goto fail;
   m->async.data = m;
@@ -484,7 +471,6 @@ fail:
     if (have_mu)
       uv_mutex_destroy(&m->mu);
     free(m->url);
-    free(m->name);
     free(m->bucket);
     free(m);
   }

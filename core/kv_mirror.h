@@ -22,6 +22,7 @@
 
 #include <uv.h>
 
+#include "config_int.h"
 #include "log.h"
 
 typedef struct natka__kv_mirror natka__kv_mirror;
@@ -40,10 +41,8 @@ typedef void (*natka__kv_mirror_cb)(natka__kv_mirror *m,
                                     uint64_t revision, void *data);
 
 typedef struct natka__kv_mirror_opts {
-  const char *url;
-  const char *name; /* connection name */
-  int64_t connect_timeout_ms;
-  int64_t reconnect_wait_ms;
+  const natka_config *conf; /* the connection's (nats_conn.h); read by
+                               natka__kv_mirror_new() only */
   const char *bucket;
   int create;  /* create the bucket when missing */
   int history; /* values kept per key when creating (1..64) */
@@ -51,7 +50,8 @@ typedef struct natka__kv_mirror_opts {
 } natka__kv_mirror_opts;
 
 /* Creates a mirror (not started). The strings in opts are copied. Errors:
- * NATKA_ENOMEM, NATKA_ENATS (bad options) with the reason in err. */
+ * NATKA_ENOMEM, NATKA_ECONFIG (the NATS options, see nats_conn.h) with the
+ * reason in err. */
 int natka__kv_mirror_new(natka__kv_mirror **out, uv_loop_t *loop,
                          const natka__kv_mirror_opts *opts,
                          natka__kv_mirror_cb cb, void *data, char *err,

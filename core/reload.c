@@ -184,10 +184,7 @@ int natka__reload_new(natka__reload **out, natka *gw, char *err,
   rl->log = natka__gateway_log(gw);
   make_status_key(rl);
   natka__kv_mirror_opts mo = {
-      .url = c->nats_url,
-      .name = c->nats_name,
-      .connect_timeout_ms = c->nats_connect_timeout_ms,
-      .reconnect_wait_ms = c->nats_reconnect_wait_ms,
+      .conf = c,
       .bucket = c->rules_bucket,
       .create = 1,
       .history = 64, /* what `natka rules rollback` can go back to */

@@ -31,6 +31,7 @@
 #include "checkpoint.h"
 #include "codec.h"
 #include "gateway.h"
+#include "kafka_conf.h"
 #include "util.h"
 
 #define SAFETY_POLL_MS 200
@@ -93,11 +94,7 @@ typedef struct kafka_sink {
 
 static int kafka_set(rd_kafka_conf_t *kc, const char *key, const char *value,
                      char *err, size_t errlen) {
-  char why[512];
-  if (rd_kafka_conf_set(kc, key, value, why, sizeof(why)) != RD_KAFKA_CONF_OK)
-    return natka__errf(err, errlen, NATKA_ECONFIG,
-                       "kafka: property '%s' = '%s': %s", key, value, why);
-  return 0;
+  return natka__kafka_conf_set(kc, key, value, err, errlen);
 }
 
 /* Errors that no retry can cure: the event goes to the dead-letter topic.
@@ -625,9 +622,8 @@ static int configure(kafka_sink *ks, rd_kafka_conf_t *kc, char *err,
   }
   if (rc == 0)
     rc = kafka_set(kc, "log.queue", "true", err, errlen);
-  for (size_t i = 0; rc == 0 && i < c->kafka_props.n; i++)
-    rc = kafka_set(kc, c->kafka_props.keys[i], c->kafka_props.values[i], err,
-                   errlen);
+  if (rc == 0) /* security, then kafka.properties: applied last */
+    rc = natka__kafka_conf_apply(c, kc, 0, err, errlen);
   return rc;
 }
 
@@ -687,6 +683,9 @@ int natka__sink_kafka_check(const natka_config *conf, char *err,
                        "config: kafka.brokers is not set: name the cluster "
                        "(\"host:port,...\"), or \"embedded\" for the "
                        "in-process demo cluster, which keeps nothing");
+  int rc = natka__kafka_conf_check(conf, err, errlen);
+  if (rc != 0)
+    return rc;
   if (strcmp(conf->kafka_checkpoint_topic, conf->dlq_topic) == 0)
     return natka__errf(err, errlen, NATKA_ECONFIG,
                        "config: kafka.checkpoint_topic and dlq.topic are both "
@@ -695,7 +694,7 @@ int natka__sink_kafka_check(const natka_config *conf, char *err,
   kafka_sink probe = {.conf = conf};
   probe.txn_id = transactional_id(conf);
   rd_kafka_conf_t *kc = rd_kafka_conf_new();
-  int rc = configure(&probe, kc, err, errlen);
+  rc = configure(&probe, kc, err, errlen);
   rd_kafka_conf_destroy(kc);
   free(probe.txn_id);
   return rc;

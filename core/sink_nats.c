@@ -18,6 +18,7 @@
 #include "codec.h"
 #include "gateway.h"
 #include "nats_conn.h"
+#include "secret.h"
 #include "util.h"
 
 /* A publish waiting for the flush that confirms it. */
@@ -61,7 +62,9 @@ static void start_flush(nats_sink *ns);
 static void on_connected(natsConnection *nc, void *closure) {
   nats_sink *ns = closure;
   (void)nc;
-  natka__info(ns->log, "nats sink: connected to %s", ns->conf->nats_url);
+  char url[NATKA__URL_SHOWN];
+  natka__info(ns->log, "nats sink: connected to %s",
+              natka__url_redact(ns->conf->nats_url, url, sizeof(url)));
 }
 
 static void ns_await_ready(natka__sink *sink,
@@ -202,23 +205,36 @@ int natka__sink_nats_new(natka__sink **out, natka *gw, natka__delivery_cb cb,
   ns->conf = natka__gateway_config(gw);
   ns->log = natka__gateway_log(gw);
   const natka_config *c = ns->conf;
-  natsStatus st = natka__nats_options(c, &ns->opts, &ns->closed_state);
-  ns->have_closed_state = st != NATS_NO_MEMORY;
-  if (st == NATS_OK)
-    st = natsOptions_SetDisconnectedCB(ns->opts, on_disconnected, ns);
+  char url[NATKA__URL_SHOWN];
+  int rc = natka__nats_closed_init(&ns->closed_state);
+  ns->have_closed_state = rc == 0;
+  if (rc == 0)
+    rc = natka__nats_options(c, NULL, 0, &ns->closed_state, &ns->opts, err,
+                             errlen);
+  if (rc != 0) {
+    ns_free(&ns->base);
+    return rc == NATKA_ENOMEM
+               ? natka__errf(err, errlen, rc, "nats sink: out of memory")
+               : rc;
+  }
+  natsStatus st = natsOptions_SetDisconnectedCB(ns->opts, on_disconnected, ns);
   /* With a callback, a failed first attempt returns at once and nats.c
    * retries in the background; without one it would retry right here. */
   if (st == NATS_OK)
     st = natsOptions_SetRetryOnFailedConnect(ns->opts, true, on_connected, ns);
   if (st == NATS_OK) {
     st = natsConnection_Connect(&ns->nc, ns->opts);
-    if (st == NATS_NOT_YET_CONNECTED)
+    if (st == NATS_NOT_YET_CONNECTED) {
+      natka__warn(ns->log, "nats sink: cannot connect to %s yet (%s); retrying",
+                  natka__url_redact(c->nats_url, url, sizeof(url)),
+                  natka__nats_why(st));
       st = NATS_OK;
+    }
   }
   if (st != NATS_OK) {
     ns_free(&ns->base);
     return natka__errf(err, errlen, NATKA_ENATS, "nats sink: %s",
-                       natsStatus_GetText(st));
+                       natka__nats_why(st));
   }
   *out = &ns->base;
   return 0;

@@ -26,6 +26,7 @@
 #include "gateway.h"
 #include "nats_conn.h"
 #include "nats_msg.h"
+#include "secret.h"
 #include "util.h"
 
 #define BACKOFF_MIN_MS 250
@@ -82,7 +83,7 @@ typedef struct js_source {
    * acked through them, so they live until close. */
   natsSubscription **retired;
   size_t nretired;
-  char last_problem[256];
+  char last_problem[512];
   int64_t floor_read_ns;
   int64_t avg_msg_bytes; /* moving average of fetched messages' sizes */
   natka__nats_closed closed_state; /* see nats_conn.h */
@@ -103,7 +104,7 @@ static void item_free(js_item *it) {
 static void problem(js_source *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void problem(js_source *s, const char *fmt, ...) {
-  char msg[256];
+  char msg[512];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -133,20 +134,26 @@ static void on_disconnected(natsConnection *nc, void *closure) {
 
 static void on_reconnected(natsConnection *nc, void *closure) {
   js_source *s = closure;
-  char url[256] = "";
-  natsConnection_GetConnectedUrl(nc, url, sizeof(url));
-  natka__info(s->log, "jetstream: reconnected to %s", url);
+  char url[256] = "", shown[NATKA__URL_SHOWN];
+  natsConnection_GetConnectedUrl(nc, url, sizeof(url)); /* with user info */
+  natka__info(s->log, "jetstream: reconnected to %s",
+              natka__url_redact(url, shown, sizeof(shown)));
 }
 
-static natsStatus make_options(js_source *s) {
-  const natka_config *c = s->conf;
-  natsStatus st = natka__nats_options(c, &s->opts, &s->closed_state);
-  s->have_closed_state = st != NATS_NO_MEMORY;
-  if (st == NATS_OK)
+static int make_options(js_source *s, char *err, size_t errlen) {
+  int rc = natka__nats_closed_init(&s->closed_state);
+  s->have_closed_state = rc == 0;
+  if (rc == 0)
+    rc = natka__nats_options(s->conf, NULL, 0, &s->closed_state, &s->opts, err,
+                             errlen);
+  natsStatus st = NATS_OK;
+  if (rc == 0)
     st = natsOptions_SetDisconnectedCB(s->opts, on_disconnected, s);
-  if (st == NATS_OK)
+  if (rc == 0 && st == NATS_OK)
     st = natsOptions_SetReconnectedCB(s->opts, on_reconnected, s);
-  return st;
+  if (rc == 0 && st != NATS_OK)
+    rc = natka__errf(err, errlen, NATKA_ENOMEM, "jetstream: out of memory");
+  return rc;
 }
 
 /* Names the stream as it was created, for checkpoints (see pipe.h). */
@@ -235,15 +242,18 @@ static int ensure_consumer(js_source *s) {
 
 /* Connects and binds; returns 0 when ready to fetch. */
 static int setup(js_source *s) {
+  char url[NATKA__URL_SHOWN];
   if (s->nc == NULL) {
     natsStatus st = natsConnection_Connect(&s->nc, s->opts);
     if (st != NATS_OK) {
-      problem(s, "cannot connect to %s: %s", s->conf->nats_url,
-              natsStatus_GetText(st));
+      problem(s, "cannot connect to %s: %s",
+              natka__url_redact(s->conf->nats_url, url, sizeof(url)),
+              natka__nats_why(st));
       s->nc = NULL;
       return -1;
     }
-    natka__info(s->log, "jetstream: connected to %s", s->conf->nats_url);
+    natka__info(s->log, "jetstream: connected to %s",
+                natka__url_redact(s->conf->nats_url, url, sizeof(url)));
   }
   if (s->js == NULL &&
       natsConnection_JetStream(&s->js, s->nc, NULL) != NATS_OK) {
@@ -699,10 +709,9 @@ int natka__source_jetstream_new(natka__source **out, natka *gw, char *err,
       !(have_mu = uv_mutex_init(&s->mu) == 0) ||
       !(have_cond = uv_cond_init(&s->cond) == 0))
     goto fail;
-  if (make_options(s) != NATS_OK) {
-    rc = NATKA_ENATS;
+  if ((rc = make_options(s, err, errlen)) != 0)
     goto fail;
-  }
+  rc = NATKA_ENOMEM;
   if (uv_async_init(natka_loop(gw), &s->async, on_async) != 0)
     goto fail;
   uv_timer_init(natka_loop(gw), &s->progress);
@@ -714,11 +723,7 @@ int natka__source_jetstream_new(natka__source **out, natka *gw, char *err,
   return 0;
 
 fail:
-  if (rc == NATKA_ENATS)
-    natka__errf(err, errlen, rc,
-                "jetstream: invalid NATS options (nats.url '%s')",
-                conf->nats_url);
-  else
+  if (rc == NATKA_ENOMEM)
     natka__errf(err, errlen, rc, "jetstream: out of memory");
   if (s != NULL) {
     natsOptions_Destroy(s->opts);

@@ -21,6 +21,8 @@
 #include "mailbox.h"
 #include "nats_conn.h"
 #include "nats_msg.h"
+#include "natka/error.h"
+#include "secret.h"
 #include "util.h"
 
 typedef struct core_item {
@@ -122,17 +124,27 @@ static void on_reconnected(natsConnection *nc, void *closure) {
 
 static void on_connected(natsConnection *nc, void *closure) {
   core_source *s = closure;
+  char url[NATKA__URL_SHOWN];
   (void)nc;
-  natka__info(s->log, "nats: connected to %s", s->conf->nats_url);
+  natka__info(s->log, "nats: connected to %s",
+              natka__url_redact(s->conf->nats_url, url, sizeof(url)));
 }
 
 static int core_start(natka__source *src) {
   core_source *s = (core_source *)src;
   const natka_config *c = s->conf;
-  natsStatus st = natka__nats_options(c, &s->opts, &s->closed_state);
-  s->have_closed_state = st != NATS_NO_MEMORY;
-  if (st == NATS_OK)
-    st = natsOptions_SetDisconnectedCB(s->opts, on_disconnected, s);
+  char err[512], url[NATKA__URL_SHOWN];
+  int rc = natka__nats_closed_init(&s->closed_state);
+  s->have_closed_state = rc == 0;
+  if (rc == 0)
+    rc = natka__nats_options(c, NULL, 0, &s->closed_state, &s->opts, err,
+                             sizeof(err));
+  if (rc != 0) {
+    natka__error(s->log, "nats: %s",
+                 rc == NATKA_ENOMEM ? "out of memory" : err);
+    return rc;
+  }
+  natsStatus st = natsOptions_SetDisconnectedCB(s->opts, on_disconnected, s);
   if (st == NATS_OK)
     st = natsOptions_SetReconnectedCB(s->opts, on_reconnected, s);
   /* Not reachable yet: nats.c keeps trying in the background and sends the
@@ -142,7 +154,9 @@ static int core_start(natka__source *src) {
   if (st == NATS_OK) {
     st = natsConnection_Connect(&s->nc, s->opts);
     if (st == NATS_NOT_YET_CONNECTED) {
-      natka__warn(s->log, "nats: %s not reachable yet; retrying", c->nats_url);
+      natka__warn(s->log, "nats: cannot connect to %s yet (%s); retrying",
+                  natka__url_redact(c->nats_url, url, sizeof(url)),
+                  natka__nats_why(st));
       st = NATS_OK;
     } else if (st == NATS_OK) {
       on_connected(s->nc, s);
@@ -159,7 +173,7 @@ static int core_start(natka__source *src) {
   }
   if (st != NATS_OK) {
     natka__error(s->log, "nats: cannot subscribe to nats.subjects: %s",
-                 natsStatus_GetText(st));
+                 natka__nats_why(st));
     return NATKA_ENATS;
   }
   return 0;

@@ -82,10 +82,7 @@ int natka__switches_new(natka__switches **out, natka *gw, char *err,
   sw->gw = gw;
   sw->log = natka__gateway_log(gw);
   natka__kv_mirror_opts mo = {
-      .url = c->nats_url,
-      .name = c->nats_name,
-      .connect_timeout_ms = c->nats_connect_timeout_ms,
-      .reconnect_wait_ms = c->nats_reconnect_wait_ms,
+      .conf = c,
       .bucket = c->switches_bucket,
       .create = 1,
       .history = 16,

@@ -45,7 +45,8 @@ static void tmp_path(it_test *t, char *out, const char *name) {
 }
 
 /* KEY=VALUE lines; values may be quoted by the shell's printf %q. */
-static void load_env(it_test *t) {
+void it_load_env(it_test *t, const char *key, char *out, size_t len) {
+  int found = key == NULL;
   char path[PATH_MAX + 8], line[PATH_MAX + 64];
   snprintf(path, sizeof(path), "%s/env", t->servers_dir);
   FILE *f = fopen(path, "r");
@@ -71,8 +72,14 @@ static void load_env(it_test *t) {
       copy(t->kafka_brokers, sizeof(t->kafka_brokers), v);
     else if (strcmp(line, "NATS_CLI") == 0)
       copy(t->nats_cli, sizeof(t->nats_cli), v);
+    if (key != NULL && strcmp(line, key) == 0) {
+      copy(out, len, v);
+      found = 1;
+    }
   }
   fclose(f);
+  if (!found)
+    IT_FAIL(t, "%s lacks %s", path, key);
   if (t->nats_url[0] == '\0' || t->kafka_brokers[0] == '\0')
     IT_FAIL(t, "%s lacks NATS_URL or KAFKA_BROKERS", path);
 }
@@ -101,7 +108,7 @@ void it_init(it_test *t, const char *name, int argc, char **argv,
   snprintf(t->uniq, sizeof(t->uniq), "%s_%d_%lld", name, (int)getpid(),
            (long long)time(NULL));
   if (need_servers)
-    load_env(t);
+    it_load_env(t, NULL, NULL, 0);
   it_log(t, "temp dir %s, run prefix %s", t->tmpdir, t->uniq);
 }
 
@@ -385,6 +392,12 @@ static void on_publish_error(jsCtx *js, jsPubAckErr *pae, void *closure) {
 }
 
 void it_js_connect(it_test *t, it_js *j) {
+  it_js_connect_with(t, j, NULL, NULL);
+}
+
+void it_js_connect_with(it_test *t, it_js *j,
+                        natsStatus (*setup)(natsOptions *o, void *data),
+                        void *data) {
   natsOptions *o = NULL;
   jsOptions jo;
   memset(j, 0, sizeof(*j));
@@ -393,6 +406,8 @@ void it_js_connect(it_test *t, it_js *j) {
     st = natsOptions_SetURL(o, t->nats_url);
   if (st == NATS_OK)
     st = natsOptions_SetTimeout(o, 5000);
+  if (st == NATS_OK && setup != NULL)
+    st = setup(o, data);
   if (st == NATS_OK)
     st = natsConnection_Connect(&j->nc, o);
   natsOptions_Destroy(o);

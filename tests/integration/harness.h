@@ -55,6 +55,10 @@ struct it_test {
  * temp dir and the unique prefix. Exits 1 on bad arguments. */
 void it_init(it_test *t, const char *name, int argc, char **argv,
              int need_servers);
+/* (Re)reads NATS_URL, KAFKA_BROKERS and NATS_CLI from <servers_dir>/env;
+ * with `key`, also copies that variable's value to out (len bytes), failing
+ * when it is not there. */
+void it_load_env(it_test *t, const char *key, char *out, size_t len);
 /* Removes the temp dir, prints PASS with the elapsed time, returns 0. */
 int it_pass(it_test *t);
 /* Reports a failure as described above. Never returns. */
@@ -167,6 +171,11 @@ typedef struct it_consumer {
 } it_consumer;
 
 void it_js_connect(it_test *t, it_js *j);
+/* The same, calling setup(o, data) on the options before connecting: TLS
+ * and credentials of a secured server (it_tls.c). */
+void it_js_connect_with(it_test *t, it_js *j,
+                        natsStatus (*setup)(natsOptions *o, void *data),
+                        void *data);
 void it_js_close(it_js *j);
 /* Creates a file stream over one subject pattern. */
 void it_js_add_stream(it_test *t, it_js *j, const char *stream,

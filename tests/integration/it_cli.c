@@ -1,8 +1,9 @@
 /*
  * The daemon's command line, without servers: help and version, `check`
  * with good and bad configurations (exit 2 naming the key or file), and
- * `run` against a NATS URL nobody listens on: it says so, keeps retrying
- * without spinning, and stops promptly on SIGTERM.
+ * `run` against a NATS URL nobody listens on: it says so (the URL's password
+ * hidden), keeps retrying without spinning, and stops promptly on SIGTERM.
+ * Secrets never appear in what `check` prints.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -23,6 +24,16 @@ static int natka_cmd(it_test *t, const char *tag, const char *a1,
   it_log(t, "natka %s %s %s %s: exit %d", a1, a2 ? a2 : "", a3 ? a3 : "",
          a4 ? a4 : "", rc);
   return rc;
+}
+
+/* The output file `name` of a run in the temp dir must not hold `secret`. */
+static void expect_no(it_test *t, const char *name, const char *secret) {
+  char path[PATH_MAX + 64];
+  snprintf(path, sizeof(path), "%s/%s", t->tmpdir, name);
+  char *text = it_read_file(path, NULL);
+  if (text != NULL && strstr(text, secret) != NULL)
+    IT_FAIL(t, "%s shows the secret: %s", path, text);
+  free(text);
 }
 
 /* `natka check -c <config>` must exit 2 with `needle` on stderr. */
@@ -75,6 +86,20 @@ static void check_configs(it_test *t, const char *good_rule) {
   expect_bad(t, "range", "return { jetstream = { max_ack_pending = 0 } }\n",
              "jetstream.max_ack_pending");
 
+  /* A misspelt key, its value a password: named, the value never shown. */
+  expect_bad(t, "typo",
+             "return { kafka = { brokers = \"127.0.0.1:9092\",\n"
+             "  properties = { [\"sasl.pasword\"] = \"Pw-typo-1234\" } } }\n",
+             "sasl.pasword");
+  expect_no(t, "typo.err", "Pw-typo-1234");
+  expect_bad(t, "secret", "return { nats = { password = \"Pw-literal\" } }\n",
+             "'nats.password' must say where the secret is");
+  expect_no(t, "secret.err", "Pw-literal");
+  expect_bad(t, "nocafile",
+             "return { kafka = { brokers = \"embedded\" },\n"
+             "  nats = { tls = { ca_file = \"/no/such/ca.pem\" } } }\n",
+             "'nats.tls.ca_file': cannot read '/no/such/ca.pem'");
+
   /* No default cluster: a forgotten kafka.brokers must not "deliver" into
    * the in-process mock. */
   expect_bad(t, "nobrokers", "return { jetstream = { stream = \"E\" } }\n",
@@ -111,13 +136,14 @@ static void unreachable_nats(it_test *t, const char *good_rule) {
   char config[PATH_MAX];
   it_proc natka;
   int port = it_free_port(t);
-  it_write_file(t, "unreachable.conf", config,
-                "return {\n"
-                "  nats = { url = \"nats://127.0.0.1:%d\" },\n"
-                "  kafka = { brokers = \"embedded\" },\n"
-                "  rules = { files = { \"%s\" } },\n"
-                "}\n",
-                port, good_rule);
+  it_write_file(
+      t, "unreachable.conf", config,
+      "return {\n"
+      "  nats = { url = \"nats://natka:Pw-in-url-99@127.0.0.1:%d\" },\n"
+      "  kafka = { brokers = \"embedded\" },\n"
+      "  rules = { files = { \"%s\" } },\n"
+      "}\n",
+      port, good_rule);
   int64_t start = it_now_ms();
   it_natka_start(t, &natka, config, "unreachable.log");
   if (it_wait_log(&natka, "cannot connect", 3000) != 0)
@@ -125,6 +151,11 @@ static void unreachable_nats(it_test *t, const char *good_rule) {
             it_wait(&natka, 0));
   it_log(t, "\"cannot connect\" logged after %lld ms",
          (long long)(it_now_ms() - start));
+  char want[128];
+  snprintf(want, sizeof(want),
+           "cannot connect to nats://natka:***@127.0.0.1:%d", port);
+  if (it_wait_log(&natka, want, 1000) != 0)
+    IT_FAIL(t, "the log does not name the server as %s", want);
   it_sleep_ms(start + 3000 - it_now_ms());
   if (it_wait(&natka, 0) >= 0)
     IT_FAIL(t, "natka exited with %d while NATS was unreachable", natka.status);
@@ -134,6 +165,7 @@ static void unreachable_nats(it_test *t, const char *good_rule) {
   IT_CHECK_INT(t, cpu, <, 1000);
   IT_CHECK_INT(t, it_natka_stop(t, &natka, 5000), ==, 0);
   t->natka = NULL;
+  expect_no(t, "unreachable.log", "Pw-in-url-99");
 }
 
 int main(int argc, char **argv) {

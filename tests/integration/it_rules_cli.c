@@ -147,11 +147,13 @@ static uint64_t bucket_revision(ctx *c) {
   return rev;
 }
 
-/* A NATS nobody listens on: exit 1 naming the URL, without waiting. */
+/* A NATS nobody listens on: exit 1 naming the URL, without waiting, and
+ * without the password the URL carries. */
 static void unreachable(ctx *c, const char *good) {
   char url[64], opt[80], want[200], *out = NULL, *err = NULL;
-  FMT(c->t, url, "nats://127.0.0.1:%d", it_free_port(c->t));
-  FMT(c->t, opt, "nats.url=%s", url);
+  int port = it_free_port(c->t);
+  FMT(c->t, url, "nats://natka:***@127.0.0.1:%d", port);
+  FMT(c->t, opt, "nats.url=nats://natka:Pw-in-the-url@127.0.0.1:%d", port);
   char *argv[] = {c->t->natka_bin, "rules", "push", "-s", opt,
                   (char *)good,    NULL};
   int64_t start = it_now_ms();

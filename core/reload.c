@@ -83,6 +83,8 @@ static void on_bucket(natka__kv_mirror *m, const natka__kv_entry *e, size_t n,
     return; /* a re-read after a reconnect: nothing changed */
   rl->last_seen_rev = revision;
   ro.instr_budget = rl->conf->rules_instr_budget;
+  ro.time_limit_ms = rl->conf->rules_time_limit_ms;
+  ro.load_time_limit_ms = rl->conf->rules_load_time_limit_ms;
   ro.mem_limit = (size_t)rl->conf->rules_memory_mb * 1024 * 1024;
   ro.default_topic = rl->conf->route_default_topic;
   ro.log = rl->log;

@@ -401,11 +401,37 @@ describe("the instruction budget", function()
     assert.matches("instruction budget exhausted", err, 1, true)
   end)
 
-  it("is reset for every call", function()
+  it("is reset for every event", function()
     local rules = with_route([[for i = 1, 60000 do end return "ok"]], opts)
     for _ = 1, 5 do
       assert.equal("ok", route(rules)[1].topic)
     end
+  end)
+
+  it("is shared by every module an event goes through", function()
+    local rules = core.rules(opts)
+    assert(rules:load("a", "return { route = function() for i = 1, 60000 do end end }"))
+    assert(rules:load("b", [[return { route = function()
+      for i = 1, 60000 do end return "ok" end }]]))
+    local dests, err, rule = route(rules)
+    assert.is_nil(dests)
+    assert.equal("rule 'b': instruction budget exhausted (100000 instructions)", err)
+    assert.equal("b", rule)
+  end)
+
+  it("is shared by an event's dedup, degrade and route", function()
+    local rules = core.rules(opts)
+    assert(rules:load("m", [[return {
+      dedup = function() for i = 1, 40000 do end return "k" end,
+      degrade = function() for i = 1, 40000 do end end,
+      route = function() for i = 1, 40000 do end return "ok" end }]]))
+    local ev = core.event { kind = "k" }
+    assert.equal("k", rules:dedup(ev))
+    assert.equal("forward", rules:degrade(ev))
+    local dests, err = rules:route(ev)
+    assert.is_nil(dests)
+    assert.equal("rule 'm': instruction budget exhausted (100000 instructions)", err)
+    assert.equal("ok", route(rules)[1].topic) -- a new event, a new budget
   end)
 
   it("gives loading a module ten times the budget", function()
@@ -414,6 +440,41 @@ describe("the instruction budget", function()
     local ok, err = rules:load("loop", [[while true do end]])
     assert.is_nil(ok)
     assert.equal("module 'loop': instruction budget exhausted (1000000 instructions)", err)
+  end)
+end)
+
+describe("the time limit", function()
+  local function clock_ms() return os.clock() * 1000 end
+
+  it("stops a rule that runs past it, whatever its instruction budget", function()
+    local rules = with_route([[while true do end]],
+      { instruction_budget = 0, time_limit_ms = 50 })
+    local t0 = clock_ms()
+    local dests, err = route(rules)
+    assert.is_nil(dests)
+    assert.equal("rule 'r': time limit exceeded (50 ms per event)", err)
+    assert.is_true(clock_ms() - t0 < 1000)
+  end)
+
+  it("cannot be swallowed by pcall", function()
+    local err = route_error([[while true do pcall(function() while true do end end) end]],
+      { instruction_budget = 0, time_limit_ms = 50 })
+    assert.equal("rule 'r': time limit exceeded (50 ms per event)", err)
+  end)
+
+  it("is shared by an event's rule calls", function()
+    local rules = core.rules { instruction_budget = 0, time_limit_ms = 200 }
+    assert(rules:load("m", [[
+      local function spin(ms)
+        local t = natka.now_ms() + ms while natka.now_ms() < t do end
+      end
+      return { dedup = function() spin(150) return "k" end,
+               route = function() spin(150) return "ok" end }]]))
+    local ev = core.event { kind = "k" }
+    assert.equal("k", rules:dedup(ev))
+    local dests, err = rules:route(ev)
+    assert.is_nil(dests)
+    assert.equal("rule 'm': time limit exceeded (200 ms per event)", err)
   end)
 end)
 

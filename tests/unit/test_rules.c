@@ -13,6 +13,7 @@
 
 #include "natka/error.h"
 #include "rules.h"
+#include "util.h"
 
 static natka__rules *new_rules(int64_t budget, size_t mem, const char *dflt,
                                natka__log *log) {
@@ -141,12 +142,12 @@ static void rules_errors_clear_route(void **state) {
        "out of memory (limit 8 MiB)"},
   };
   natka__rules *r = new_rules(100000, 8 << 20, NULL, NULL);
-  natka_event *ev = event("k", "");
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     char src[256], err[1024];
     snprintf(src, sizeof(src), "return { route = function(ev) %s end }",
              cases[i].body);
     add(r, "m", src);
+    natka_event *ev = event("k", "");
     natka__route out;
     assert_int_equal(natka__rules_route(r, ev, &out, err, sizeof(err)),
                      NATKA_ERULE);
@@ -156,8 +157,10 @@ static void rules_errors_clear_route(void **state) {
     assert_null(out.dests);
     assert_string_equal(out.rule, "m");
     natka__route_clear(&out);
+    natka_event_free(ev);
   }
   /* ... and the state still routes. */
+  natka_event *ev = event("k", "");
   add(r, "m", "return { route = function() return 'ok' end }");
   natka__route out;
   assert_int_equal(natka__rules_route(r, ev, &out, NULL, 0), 0);
@@ -812,6 +815,87 @@ static void rules_new_limits(void **state) {
   natka__route_clear(NULL);
 }
 
+/* ------------------------------------------------------------ limits */
+
+static double elapsed_s(int64_t since_ns) {
+  return (double)(natka__mono_ns() - since_ns) / 1e9;
+}
+
+static natka__rules *new_limited(int64_t budget, int64_t time_ms,
+                                 int64_t load_ms) {
+  natka__rules_opts opts = {.instr_budget = budget,
+                            .time_limit_ms = time_ms,
+                            .load_time_limit_ms = load_ms,
+                            .mem_limit = 64 << 20};
+  natka__rules *r = NULL;
+  char err[256];
+  assert_int_equal(natka__rules_new(&r, &opts, err, sizeof(err)), 0);
+  return r;
+}
+
+/* The route error of one event, and how long it took. */
+static double route_fails(natka__rules *r, const char *want) {
+  natka_event *ev = event("k", "");
+  natka__route out;
+  char err[1024];
+  int64_t t0 = natka__mono_ns();
+  assert_int_equal(natka__rules_route(r, ev, &out, err, sizeof(err)),
+                   NATKA_ERULE);
+  double s = elapsed_s(t0);
+  if (strstr(err, want) == NULL)
+    fail_msg("'%s' not in '%s'", want, err);
+  natka__route_clear(&out);
+  natka_event_free(ev);
+  return s;
+}
+
+/* A loop with a budget of billions of instructions (many seconds) stops at
+ * the time limit, well under a second, even through pcall. */
+static void rules_time_limit(void **state) {
+  (void)state;
+  natka__rules *r = new_limited((int64_t)3 << 30, 100, 0);
+  add(r, "m",
+      "return { route = function()\n"
+      "  while true do pcall(function() while true do end end) end\n"
+      "end }");
+  double s = route_fails(r, "rule 'm': time limit exceeded (100 ms per event)");
+  assert_true(s < 1.0);
+  add(r, "m", "return { route = function() return 'ok' end }");
+  natka_event *ev = event("k", "");
+  natka__route out;
+  assert_int_equal(natka__rules_route(r, ev, &out, NULL, 0), 0);
+  natka__route_clear(&out);
+  natka_event_free(ev);
+  natka__rules_free(r);
+}
+
+/* 1,024 self-test cases, each using most of its own budget, took 15 s of
+ * the loop at a reload; the load time limit rejects the set instead. */
+static void rules_load_time_limit(void **state) {
+  (void)state;
+  natka__rules *r = new_limited(1000000, 0, 300);
+  add(r, "slow",
+      "local tests = {}\n"
+      "for i = 1, 1024 do\n"
+      "  tests[i] = { event = { kind = 'k' }, expect = { 'ok' } }\n"
+      "end\n"
+      "return { route = function()\n"
+      "  for i = 1, 900000 do end return 'ok' end, tests = tests }");
+  char err[1024];
+  int64_t t0 = natka__mono_ns();
+  assert_int_equal(natka__rules_selftest(r, err, sizeof(err)), NATKA_ERULE);
+  assert_true(elapsed_s(t0) < 1.0);
+  assert_string_equal(err, "module 'slow': time limit exceeded (300 ms to "
+                           "load and self-test the rule set)");
+  /* what is left of the load time bounds loading more modules too */
+  assert_int_equal(
+      natka__rules_add_module(r, "more", "return {}", 9, err, sizeof(err)),
+      NATKA_ERULE);
+  assert_string_equal(err, "module 'more': time limit exceeded (300 ms to "
+                           "load and self-test the rule set)");
+  natka__rules_free(r);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(rules_route_forms),
     cmocka_unit_test(rules_default_topic),
@@ -832,6 +916,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(rules_switches),
     cmocka_unit_test(rules_selftest_results),
     cmocka_unit_test(rules_memory_sweep_verdicts),
+    cmocka_unit_test(rules_time_limit),
+    cmocka_unit_test(rules_load_time_limit),
 };
 
 NATKA_TEST_MAIN(tests)

@@ -184,6 +184,11 @@ int natka__rules_failure(natka__rules *r, char *err, size_t errlen,
                          const char *what, const char *name, int st,
                          const char *msg, int killed, int64_t budget);
 
+/* Replaces the standard functions whose work the count hook cannot see
+ * with bounded ones (rules_stdlib.c), in the library tables of the state's
+ * real globals. Stack: unchanged */
+void natka__rules_bound_stdlib(lua_State *L);
+
 /* natka.mask_json(data, fields [, mask]) (rules_json.c). */
 int natka__rules_mask_json(lua_State *L);
 

@@ -138,7 +138,7 @@ static void rules_errors_clear_route(void **state) {
       {"local l = {} for i = 1, 65 do l[i] = 't' end return l",
        "65 destinations"},
       {"while true do end", "instruction budget exhausted (100000"},
-      {"local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1000) .. i end",
+      {"local t = { 'x' } for i = 2, 1e9 do t[i] = t[i - 1] .. t[i - 1] end",
        "out of memory (limit 8 MiB)"},
   };
   natka__rules *r = new_rules(100000, 8 << 20, NULL, NULL);
@@ -896,6 +896,111 @@ static void rules_load_time_limit(void **state) {
   natka__rules_free(r);
 }
 
+/* Standard functions whose work the instruction counter does not see:
+ * each case must end (with its answer or the error) well under a second,
+ * under an instruction budget alone and under a time limit alone. */
+static void rules_helpers_bounded(void **state) {
+  (void)state;
+  static const struct {
+    int64_t budget, time_ms;
+    const char *body, *want; /* want: a topic, or part of the error */
+  } cases[] = {
+      /* 6 s at budget 1,000 before: a loop in C, allocating nothing */
+      {1000, 0, "table.move({}, 1, 1 << 27, 1)", "at most 1048576"},
+      {10000, 0, "table.move({}, 1, 500000, 1)",
+       "instruction budget exhausted (10000 instructions)"},
+      {0, 100, "while true do table.move({}, 1, 1 << 20, 1) end",
+       "time limit exceeded (100 ms per event)"},
+      /* a shift over a length a metamethod made up */
+      {1000, 0,
+       "table.remove(setmetatable({}, { __len = function() return 1 << 40 "
+       "end }), 1)",
+       "__len"},
+      {1000, 0,
+       "table.insert(setmetatable({}, { __len = function() return 1 << 40 "
+       "end }), 1, 'x')",
+       "__len"},
+      {1000, 0,
+       "table.sort(setmetatable({}, { __len = function() return 1 << 30 "
+       "end }))",
+       "__len"},
+      {10000, 0,
+       "local t = {} for i = 1, 5000 do t[i] = 5000 - i end "
+       "for i = 1, 1e9 do table.sort(t) end",
+       "instruction budget exhausted"},
+      /* elements a C metamethod makes up, no Lua code in between */
+      {10000, 0,
+       "local t = setmetatable({}, { __index = table.concat })\n"
+       "return table.concat(t, '', 1, 500000)",
+       "instruction budget exhausted"},
+      {0, 100,
+       "local t = setmetatable({}, { __index = table.concat })\n"
+       "while true do table.concat(t, '', 1, 1 << 20) end",
+       "time limit exceeded"},
+      {10000, 0, "for i = 1, 1e9 do local _ = table.unpack({}, 1, 1e5) end",
+       "instruction budget exhausted"},
+      /* an endless loop of empty copies before */
+      {1000, 0, "return #string.rep('', 1 << 50) == 0 and 'empty'", "empty"},
+      {1000, 0, "return #string.rep('', 1 << 50, '') == 0 and 'empty'",
+       "empty"},
+      {10000, 0, "for i = 1, 1e9 do local _ = string.rep('x', 1e5) end",
+       "instruction budget exhausted"},
+      {10000, 0,
+       "local s = ('x'):rep(5000)\n"
+       "for i = 1, 1e9 do local _ = s:byte(1, -1) end",
+       "instruction budget exhausted"},
+      {10000, 0,
+       "local s = ('x'):rep(5000)\n"
+       "for i = 1, 1e9 do local _ = utf8.codepoint(s, 1, -1) end",
+       "instruction budget exhausted"},
+      {10000, 0,
+       "local s = ('x'):rep(1e6)\n"
+       "for i = 1, 1e9 do local _ = utf8.len(s) end",
+       "instruction budget exhausted"},
+      {10000, 0,
+       "local s = ('x'):rep(1e6)\n"
+       "for i = 1, 1e9 do local _ = utf8.offset(s, -1) end",
+       "instruction budget exhausted"},
+      {10000, 0,
+       "local s = ('1'):rep(1e6)\n"
+       "for i = 1, 1e9 do local _ = tonumber(s) end",
+       "instruction budget exhausted"},
+      {10000, 0,
+       "local s = ('x'):rep(1e6)\n"
+       "for i = 1, 1e9 do local _ = s:upper() end",
+       "instruction budget exhausted"},
+      /* ordinary use still works */
+      {10000, 0,
+       "local t = { 'c', 'a', 'b' } table.sort(t) table.insert(t, 1, 'x')\n"
+       "table.remove(t) local u = table.move(t, 1, 3, 2, {})\n"
+       "return table.concat({ table.unpack(u, 2, 4) }, '.') .. '.' ..\n"
+       "  ('ab'):rep(2, '-') .. '.' .. ('z'):byte() .. '.' .. utf8.len('é')",
+       "x.a.b.ab-ab.122.1"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    natka__rules *r = new_limited(cases[i].budget, cases[i].time_ms, 0);
+    char src[1024], err[1024];
+    snprintf(src, sizeof(src), "return { route = function(ev) %s end }",
+             cases[i].body);
+    add(r, "m", src);
+    natka_event *ev = event("k", "");
+    natka__route out;
+    int64_t t0 = natka__mono_ns();
+    int rc = natka__rules_route(r, ev, &out, err, sizeof(err));
+    double s = elapsed_s(t0);
+    if (rc == 0 && strcmp(out.dests[0].topic, cases[i].want) != 0)
+      fail_msg("case %zu: routed to '%s', want '%s'", i, out.dests[0].topic,
+               cases[i].want);
+    if (rc != 0 && strstr(err, cases[i].want) == NULL)
+      fail_msg("case %zu: '%s' not in '%s'", i, cases[i].want, err);
+    if (s >= 1.0)
+      fail_msg("case %zu: took %.1f s", i, s);
+    natka__route_clear(&out);
+    natka_event_free(ev);
+    natka__rules_free(r);
+  }
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(rules_route_forms),
     cmocka_unit_test(rules_default_topic),
@@ -918,6 +1023,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(rules_memory_sweep_verdicts),
     cmocka_unit_test(rules_time_limit),
     cmocka_unit_test(rules_load_time_limit),
+    cmocka_unit_test(rules_helpers_bounded),
 };
 
 NATKA_TEST_MAIN(tests)

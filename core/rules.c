@@ -322,6 +322,7 @@ static int setup(lua_State *L) {
     lua_pop(L, 1);
   }
   natka__rules_bound_stdlib(L);
+  natka__rules_patterns(L);
   natka__lua_event_register(L);
   for (int i = 0; unsafe_names[i] != NULL; i++) {
     lua_pushnil(L);

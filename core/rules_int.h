@@ -189,6 +189,10 @@ int natka__rules_failure(natka__rules *r, char *err, size_t errlen,
  * real globals. Stack: unchanged */
 void natka__rules_bound_stdlib(lua_State *L);
 
+/* Replaces string.find, match, gmatch and gsub with natka's matcher, which
+ * charges its steps to the budget (rules_pattern.c). Stack: unchanged */
+void natka__rules_patterns(lua_State *L);
+
 /* natka.mask_json(data, fields [, mask]) (rules_json.c). */
 int natka__rules_mask_json(lua_State *L);
 

@@ -6,9 +6,11 @@
  */
 #include "runner.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "natka/error.h"
@@ -1001,6 +1003,153 @@ static void rules_helpers_bounded(void **state) {
   }
 }
 
+/* ------------------------------------------------------------ mask_json */
+
+/* {"f1":1,"f2":2,...} with n members. */
+static char *members_json(size_t n, size_t *len) {
+  char *buf = malloc(n * 24 + 2), *p = buf;
+  assert_non_null(buf);
+  *p++ = '{';
+  for (size_t i = 1; i <= n; i++)
+    p += sprintf(p, "%s\"f%zu\":%zu", i > 1 ? "," : "", i, i);
+  *p++ = '}';
+  *len = (size_t)(p - buf);
+  return buf;
+}
+
+static natka_event *event_with(const char *data, size_t len) {
+  natka_event *ev = NULL;
+  assert_int_equal(natka_event_new(&ev), 0);
+  assert_int_equal(natka_event_set_kind(ev, "k"), 0);
+  assert_int_equal(natka_event_set_data(ev, data, len), 0);
+  return ev;
+}
+
+/* Every member was compared with every field: 40,000 members and 65,536
+ * fields took 62 s. */
+static void rules_mask_json_many_fields(void **state) {
+  (void)state;
+  natka__rules *r = new_limited(1000000, 0, 0);
+  add(r, "m",
+      "local fields = {}\n"
+      "for i = 1, 65536 do fields[i] = 'g' .. i end\n"
+      "fields[#fields + 1] = 'f40000'\n"
+      "return { route = function(ev)\n"
+      "  return { topic = 't', data = natka.mask_json(ev.data, fields) }\n"
+      "end }");
+  size_t len;
+  char *data = members_json(40000, &len);
+  natka_event *ev = event_with(data, len);
+  natka__route out;
+  char err[1024];
+  int64_t t0 = natka__mono_ns();
+  if (natka__rules_route(r, ev, &out, err, sizeof(err)) != 0)
+    fail_msg("%s", err);
+  assert_true(elapsed_s(t0) < 1.0);
+  const char *tail = out.dests[0].data + out.dests[0].data_len - 16;
+  assert_string_equal(tail, ",\"f40000\":\"***\"}");
+  natka__route_clear(&out);
+  natka_event_free(ev);
+  free(data);
+  natka__rules_free(r);
+}
+
+static long max_rss_mb(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024;
+}
+
+/* A 10 MB document was parsed by cJSON outside the memory cap: hundreds of
+ * MB of RSS at a cap of 64 MiB. Now what it takes counts against the cap. */
+static void rules_mask_json_memory(void **state) {
+  (void)state;
+  size_t n = 5000000, len = 0; /* {"a":[0,0,...],"f7":7}: 10 MB */
+  char *data = malloc(2 * n + 32);
+  assert_non_null(data);
+  len += (size_t)sprintf(data, "{\"a\":[");
+  for (size_t i = 0; i < n; i++) {
+    data[len++] = '0';
+    data[len++] = ',';
+  }
+  len--;
+  len += (size_t)sprintf(data + len, "],\"f7\":7}");
+  natka_event *ev = event_with(data, len);
+  natka__route out;
+  char err[1024];
+
+  natka__rules *r = new_limited(0, 0, 0); /* 64 MiB */
+  add(r, "m",
+      "return { route = function(ev)\n"
+      "  return { topic = 't', data = natka.mask_json(ev.data, { 'f7' }) }\n"
+      "end }");
+  long before = max_rss_mb();
+  if (natka__rules_route(r, ev, &out, err, sizeof(err)) != 0)
+    fail_msg("%s", err);
+  long grew = max_rss_mb() - before;
+  print_message("max RSS grew by %ld MB\n", grew);
+  if (grew > 150)
+    fail_msg("RSS grew by %ld MB", grew);
+  assert_int_equal(out.dests[0].data_len, len + 4); /* 7 -> "***" */
+  natka__route_clear(&out);
+  natka__rules_free(r);
+
+  natka__rules_opts opts = {.mem_limit = 16 << 20};
+  assert_int_equal(natka__rules_new(&r, &opts, err, sizeof(err)), 0);
+  add(r, "m",
+      "return { route = function(ev)\n"
+      "  return { topic = 't', data = natka.mask_json(ev.data, { 'f7' }) }\n"
+      "end }");
+  assert_int_equal(natka__rules_route(r, ev, &out, err, sizeof(err)),
+                   NATKA_ERULE);
+  assert_non_null(strstr(err, "out of memory (limit 16 MiB)"));
+  natka__route_clear(&out);
+  natka__rules_free(r);
+  natka_event_free(ev);
+  free(data);
+}
+
+/* Bytes malloc holds, mmap'ed blocks included. */
+static size_t heap_bytes(void) {
+  struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd;
+}
+
+/* The masked text was malloc'ed, then pushed into Lua: when that push hit
+ * the cap, the text leaked (12 MB per event). */
+static void rules_mask_json_no_leak(void **state) {
+  (void)state;
+  size_t len;
+  char *data = members_json(400000, &len); /* about 6 MB */
+  natka__rules_opts opts = {.mem_limit = 16 << 20};
+  natka__rules *r = NULL;
+  char err[1024];
+  assert_int_equal(natka__rules_new(&r, &opts, err, sizeof(err)), 0);
+  add(r, "m",
+      "return { route = function(ev)\n"
+      "  local ballast = ('x'):rep(4500000)\n"
+      "  return { topic = 't', data = natka.mask_json(ev.data, { 'f7' }) ..\n"
+      "           ballast:sub(1, 1) }\n"
+      "end }");
+  size_t used = 0;
+  for (int i = 0; i < 6; i++) {
+    natka_event *ev = event_with(data, len);
+    natka__route out;
+    assert_int_equal(natka__rules_route(r, ev, &out, err, sizeof(err)),
+                     NATKA_ERULE);
+    assert_non_null(strstr(err, "out of memory"));
+    natka__route_clear(&out);
+    natka_event_free(ev);
+    if (i == 0)
+      used = heap_bytes();
+  }
+  size_t grew = heap_bytes() - used;
+  if (grew > (4u << 20))
+    fail_msg("the heap grew by %zu bytes over 5 events", grew);
+  natka__rules_free(r);
+  free(data);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(rules_route_forms),
     cmocka_unit_test(rules_default_topic),
@@ -1024,6 +1173,9 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(rules_time_limit),
     cmocka_unit_test(rules_load_time_limit),
     cmocka_unit_test(rules_helpers_bounded),
+    cmocka_unit_test(rules_mask_json_many_fields),
+    cmocka_unit_test(rules_mask_json_memory),
+    cmocka_unit_test(rules_mask_json_no_leak),
 };
 
 NATKA_TEST_MAIN(tests)

@@ -168,6 +168,7 @@ int natka__cli_rules_new(natka__rules_cli *c, natka__rules **out) {
       .time_limit_ms = c->conf->rules_time_limit_ms,
       .load_time_limit_ms = c->conf->rules_load_time_limit_ms,
       .mem_limit = (size_t)c->conf->rules_memory_mb * 1024 * 1024,
+      .max_answer_bytes = (size_t)c->conf->rules_max_answer_bytes,
       .default_topic = c->conf->route_default_topic,
       .log = &c->log,
   };

@@ -164,6 +164,11 @@ static const row schema[] = {
         "rejected; 0: unlimited"),
     INT("rules.memory_mb", rules_memory_mb, 0, "64", 1, 65536,
         "memory cap of the rules' Lua state"),
+    INT("rules.max_answer_bytes", rules_max_answer_bytes, 0, "8388608", 1024,
+        (int64_t)1 << 30,
+        "bytes one route() answer may carry: the topics, keys, data and "
+        "headers of all its destinations, as copied for the sinks; more is "
+        "a rule error (ERULE)"),
 
     STR("switches.bucket", switches_bucket, F_BUCKET, "natka_switches",
         "KV bucket of switches (strings) that degrade rules and the core read, "

@@ -79,6 +79,7 @@ struct natka_config {
   int64_t rules_time_limit_ms;
   int64_t rules_load_time_limit_ms;
   int64_t rules_memory_mb;
+  int64_t rules_max_answer_bytes;
 
   /* route.* / event.* / dlq.* */
   char *route_default_topic;

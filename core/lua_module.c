@@ -90,12 +90,16 @@ static lua_Integer opt_int_field(lua_State *L, const char *f, lua_Integer def,
   return v;
 }
 
-static const char *const option_names[] = {
-    "instruction_budget", "time_limit_ms", "load_time_limit_ms",
-    "memory_mb",          "default_topic", NULL};
+static const char *const option_names[] = {"instruction_budget",
+                                           "time_limit_ms",
+                                           "load_time_limit_ms",
+                                           "memory_mb",
+                                           "max_answer_bytes",
+                                           "default_topic",
+                                           NULL};
 
 /* core.rules{instruction_budget=, time_limit_ms=, load_time_limit_ms=,
- * memory_mb=, default_topic=}, with natka's defaults.
+ * memory_mb=, max_answer_bytes=, default_topic=}, with natka's defaults.
  * Stack: [opts?] -> [opts?, rules] */
 static int core_rules(lua_State *L) {
   if (lua_isnoneornil(L, 1)) {
@@ -119,6 +123,8 @@ static int core_rules(lua_State *L) {
   opts.load_time_limit_ms =
       opt_int_field(L, "load_time_limit_ms", 2000, 3600000);
   opts.mem_limit = (size_t)opt_int_field(L, "memory_mb", 64, 65536) << 20;
+  opts.max_answer_bytes = (size_t)opt_int_field(L, "max_answer_bytes", 8 << 20,
+                                                (lua_Integer)1 << 30);
   int t = lua_getfield(L, 1, "default_topic"); /* [opts, topic] */
   if (t != LUA_TNIL && t != LUA_TSTRING)
     return luaL_error(L, "natka.rules: default_topic must be a string");

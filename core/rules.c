@@ -759,6 +759,7 @@ static int default_route(natka__rules *r, natka_event *ev, natka__route *out) {
   out->dests[0].partition = -1;
   if ((out->dests[0].topic = natka__strdup(topic)) == NULL)
     return NATKA_ENOMEM;
+  out->bytes = strlen(topic);
   return 0;
 }
 
@@ -817,6 +818,7 @@ int natka__rules_new(natka__rules **out, const natka__rules_opts *opts,
   if (opts->load_time_limit_ms > 0)
     r->load_time_ns = opts->load_time_limit_ms * 1000000;
   r->mem_limit = opts->mem_limit;
+  r->max_answer = opts->max_answer_bytes;
   if (dt != NULL && dt[0] != '\0' &&
       (r->default_topic = natka__strdup(dt)) == NULL)
     goto nomem;

@@ -65,7 +65,9 @@ typedef struct natka__route {
   int drop; /* 1: the rule returned natka.drop */
   natka__dest *dests;
   size_t n;
-  char *rule; /* module that decided (or failed); NULL: default route */
+  char *rule;   /* module that decided (or failed); NULL: default route */
+  size_t bytes; /* what the copies hold: topics, keys, data, header names
+                   and values; at most opts.max_answer_bytes */
 } natka__route;
 
 void natka__route_clear(natka__route *r);
@@ -82,6 +84,8 @@ typedef struct natka__rules_opts {
   int64_t load_time_limit_ms; /* ms for loading modules and self-testing
                                   them, in all; 0: unlimited */
   size_t mem_limit;           /* bytes for the whole state; 0: unlimited */
+  size_t max_answer_bytes;    /* bytes one route() answer may carry (topics,
+                                 keys, data, headers); 0: unlimited */
   const char *default_topic;  /* NULL or "": topic from the event's kind */
   natka__log *log;            /* may be NULL */
 } natka__rules_opts;
@@ -108,9 +112,12 @@ size_t natka__rules_count(const natka__rules *r);
 
 /*
  * Decides where `ev` goes. On success fills `out` (cleared first; free with
- * natka__route_clear). Errors: NATKA_ERULE when a route function raised, ran
- * past its budget or returned something invalid: err holds the reason and
- * out->rule the module's name; NATKA_ENOMEM.
+ * natka__route_clear); out->bytes is what its copies hold, which the caller
+ * should count against its memory bounds while it keeps them (or copies of
+ * them). Errors: NATKA_ERULE when a route function raised, ran past the
+ * event's budget or returned something invalid, more than
+ * opts.max_answer_bytes included: err holds the reason and out->rule the
+ * module's name; NATKA_ENOMEM.
  */
 int natka__rules_route(natka__rules *r, natka_event *ev, natka__route *out,
                        char *err, size_t errlen);

@@ -62,6 +62,7 @@ struct natka__rules {
   int64_t load_started;  /* mono ns, while loading or self-testing */
   int64_t load_deadline; /* mono ns while loading or self-testing; 0: none */
   size_t mem_limit, mem_used;
+  size_t max_answer;   /* bytes a route answer may carry; 0: unlimited */
   natka__module *mods; /* sorted by name */
   size_t nmods, cap;
   int nrefs; /* registry refs held by mods, checked when freed */

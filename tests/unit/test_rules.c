@@ -1150,6 +1150,80 @@ static void rules_mask_json_no_leak(void **state) {
   free(data);
 }
 
+/* --------------------------------------------------------------- answers */
+
+/* One 16 KiB string, referenced by 1,024 headers of 64 destinations: the
+ * C copies of that answer reached 1 GB of RSS. */
+static void rules_answer_bounded(void **state) {
+  (void)state;
+  natka__rules_opts opts = {.instr_budget = 1000000,
+                            .mem_limit = 64 << 20,
+                            .max_answer_bytes = 8 << 20};
+  natka__rules *r = NULL;
+  char err[1024];
+  assert_int_equal(natka__rules_new(&r, &opts, err, sizeof(err)), 0);
+  add(r, "m",
+      "local v = ('x'):rep(16384)\n"
+      "local h = {} for i = 1, 1024 do h[i] = { 'h', v } end\n"
+      "local d = {} for i = 1, 64 do d[i] = { topic = 't', headers = h } end\n"
+      "return { route = function(ev) return d end }");
+  natka_event *ev = event("k", "");
+  natka__route out;
+  long before = max_rss_mb();
+  int64_t t0 = natka__mono_ns();
+  assert_int_equal(natka__rules_route(r, ev, &out, err, sizeof(err)),
+                   NATKA_ERULE);
+  assert_true(elapsed_s(t0) < 1.0);
+  long grew = max_rss_mb() - before;
+  print_message("max RSS grew by %ld MB\n", grew);
+  assert_true(grew < 50);
+  assert_string_equal(err, "rule 'm': destination 1: headers[512]: the "
+                           "answer carries more than 8388608 bytes "
+                           "(rules.max_answer_bytes)");
+  assert_null(out.dests);
+  natka__route_clear(&out);
+  natka_event_free(ev);
+  natka__rules_free(r);
+}
+
+/* What the copies of an answer hold, for the caller to count. */
+static void rules_answer_bytes(void **state) {
+  (void)state;
+  natka__rules_opts opts = {.max_answer_bytes = 40};
+  natka__rules *r = NULL;
+  char err[1024];
+  assert_int_equal(natka__rules_new(&r, &opts, err, sizeof(err)), 0);
+  add(r, "m",
+      "return { route = function(ev)\n"
+      "  if ev.kind == 'big' then return { 'a', { topic = 'b', key = 'k',\n"
+      "    data = ('d'):rep(40), headers = { { 'n', 'vv' } } } } end\n"
+      "  return { 'a', { topic = 'b', key = 'k', data = 'ddd',\n"
+      "    headers = { { 'n', 'vv' } } } }\n"
+      "end }");
+  natka_event *ev = event("k", "");
+  natka__route out;
+  assert_int_equal(natka__rules_route(r, ev, &out, err, sizeof(err)), 0);
+  assert_int_equal(out.bytes, 1 + 1 + 1 + 3 + 1 + 2); /* a, b, k, ddd, n, vv */
+  natka__route_clear(&out);
+  assert_int_equal(out.bytes, 0);
+  natka_event_free(ev);
+  ev = event("big", "");
+  assert_int_equal(natka__rules_route(r, ev, &out, err, sizeof(err)),
+                   NATKA_ERULE);
+  assert_string_equal(err, "rule 'm': destination 2: the answer carries "
+                           "more than 40 bytes (rules.max_answer_bytes)");
+  natka__route_clear(&out);
+  natka_event_free(ev);
+  ev = event("some.kind", ""); /* the default route counts too */
+  natka__rules_free(r);
+  r = new_rules(0, 0, NULL, NULL);
+  assert_int_equal(natka__rules_route(r, ev, &out, err, sizeof(err)), 0);
+  assert_int_equal(out.bytes, strlen("some.kind"));
+  natka__route_clear(&out);
+  natka_event_free(ev);
+  natka__rules_free(r);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(rules_route_forms),
     cmocka_unit_test(rules_default_topic),
@@ -1176,6 +1250,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(rules_mask_json_many_fields),
     cmocka_unit_test(rules_mask_json_memory),
     cmocka_unit_test(rules_mask_json_no_leak),
+    cmocka_unit_test(rules_answer_bounded),
+    cmocka_unit_test(rules_answer_bytes),
 };
 
 NATKA_TEST_MAIN(tests)

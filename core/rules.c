@@ -39,6 +39,8 @@ extern const size_t natka__lua_prelude_len;
 #define HOOK_STEP 1000     /* instructions between two budget checks */
 #define LOAD_BUDGET_MUL 10 /* a module chunk may use 10x an event */
 #define MAX_SOURCE (16 << 20)
+#define PRINT_LINE_MAX 1024    /* bytes of values one print() logs */
+#define PRINT_EVENT_MAX 8192   /* bytes one event's print() calls log */
 #define CLOCK_EVERY 64         /* allocations between two clock reads */
 #define CLOCK_BYTES (64 << 10) /* and at every allocation this large */
 
@@ -233,23 +235,69 @@ static int msgh(lua_State *L) {
   return 1;
 }
 
-/* print(...) for rules: one info line in natka's log, tagged with the
- * module being loaded or called.
- * Stack: [args...] -> [args..., text] */
+/* Appends s[0..n) to line (at *len, which has room for PRINT_LINE_MAX
+ * bytes), control characters and backslashes escaped. Returns 0, or -1
+ * when it did not all fit. */
+static int add_escaped(char *line, size_t *len, const char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    char e[4] = {'\\', 0, 0, 0};
+    size_t w = 2;
+    if (c == '\n' || c == '\r' || c == '\t' || c == '\\')
+      e[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : c == '\t' ? 't' : '\\';
+    else if (c < 0x20 || c == 0x7f) {
+      e[1] = 'x';
+      e[2] = hex[c >> 4];
+      e[3] = hex[c & 15];
+      w = 4;
+    } else {
+      e[0] = (char)c;
+      w = 1;
+    }
+    if (*len + w > PRINT_LINE_MAX)
+      return -1;
+    memcpy(line + *len, e, w);
+    *len += w;
+  }
+  return 0;
+}
+
+/*
+ * print(...) for rules: one info line in natka's log, tagged with the
+ * module being loaded or called; the values are separated by tabs, with
+ * their control characters escaped, so a value cannot forge a line. A line
+ * holds at most PRINT_LINE_MAX bytes of them, and an event's (or a module
+ * load's) print() calls log at most PRINT_EVENT_MAX bytes in all: past it,
+ * one line says so and the rest is dropped. Only what is logged is read.
+ * Stack: [args...] -> [args...]
+ */
 static int sb_print(lua_State *L) {
   natka__rules *r = rules_of(L);
-  int n = lua_gettop(L);
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  for (int i = 1; i <= n; i++) {
-    if (i > 1)
-      luaL_addchar(&b, '\t');
-    luaL_tolstring(L, i, NULL);
-    luaL_addvalue(&b);
+  natka__rules_spent none = {0}, *acct = r->acct != NULL ? r->acct : &none;
+  const char *who = r->current ? r->current : "?";
+  if (acct->printed >= PRINT_EVENT_MAX)
+    return 0;
+  char line[PRINT_LINE_MAX + 1];
+  size_t len = 0;
+  int n = lua_gettop(L), cut = 0;
+  for (int i = 1; i <= n && !cut; i++) {
+    size_t vlen;
+    const char *v = luaL_tolstring(L, i, &vlen); /* [args..., v] */
+    if (i > 1 && len < PRINT_LINE_MAX)
+      line[len++] = '\t';
+    else if (i > 1)
+      cut = 1;
+    cut = cut || add_escaped(line, &len, v, vlen) != 0;
+    lua_pop(L, 1);
   }
-  luaL_pushresult(&b);
-  natka__info(r->log, "rule '%s': %s", r->current ? r->current : "?",
-              lua_tostring(L, -1));
+  line[len] = '\0';
+  natka__info(r->log, "rule '%s': %s%s", who, line, cut ? " [cut]" : "");
+  acct->printed += len;
+  if (acct->printed >= PRINT_EVENT_MAX)
+    natka__info(r->log,
+                "rule '%s': print() output of this event stopped at %d bytes",
+                who, PRINT_EVENT_MAX);
   return 0;
 }
 

@@ -373,6 +373,24 @@ describe("the sandbox", function()
     assert.same({ "info: rule 'r': hello\t1\tnil" }, rules:logs())
     assert.same({}, rules:logs())
   end)
+
+  it("escapes control characters in what print() logs", function()
+    local rules = with_route([[print("a\nERROR forged\r", "\\", "\0\27") return nil]])
+    route(rules)
+    assert.same({ "info: rule 'r': a\\nERROR forged\\r\t\\\\\t\\x00\\x1b" }, rules:logs())
+  end)
+
+  it("logs at most 1 KiB per print() and 8 KiB per event", function()
+    local rules = with_route([[for i = 1, 20 do print(("x"):rep(5000), i) end return nil]])
+    route(rules)
+    local logs = rules:logs()
+    assert.equal(9, #logs)
+    assert.equal("info: rule 'r': " .. ("x"):rep(1024) .. " [cut]", logs[1])
+    assert.equal("info: rule 'r': print() output of this event stopped at 8192 bytes",
+      logs[9])
+    route(rules) -- the next event may print again
+    assert.equal(9, #rules:logs())
+  end)
 end)
 
 describe("the instruction budget", function()

@@ -286,7 +286,7 @@ static void rules_detach_view(void **state) {
   natka__rules_free(r);
 }
 
-static char last_line[512];
+static char last_line[4096];
 
 static void capture(natka_log_level level, const char *msg, void *data) {
   (void)data;
@@ -306,6 +306,70 @@ static void rules_print_logs(void **state) {
   assert_string_equal(last_line, "info rule 'talk': saw\tk");
   natka__route_clear(&out);
   natka_event_free(ev);
+  natka__rules_free(r);
+  natka__log_destroy(&log);
+}
+
+/* What print() sent to the log during one test. */
+static size_t log_lines, log_bytes;
+
+static void count(natka_log_level level, const char *msg, void *data) {
+  (void)data;
+  capture(level, msg, NULL);
+  log_lines++;
+  log_bytes += strlen(msg);
+}
+
+/* A newline in a printed value forged a log line; every control character
+ * is now escaped (the tab between values stays a tab). */
+static void rules_print_escapes(void **state) {
+  (void)state;
+  natka__log log;
+  assert_int_equal(natka__log_init(&log, count, NULL, NATKA_LOG_INFO), 0);
+  natka__rules *r = new_rules(0, 0, NULL, &log);
+  add(r, "talk",
+      "return { route = function(ev)\n"
+      "  print('ok\\n2024-01-01 ERROR forged', 'a\\tb\\r\\27[31m\\\\', "
+      "'\\0\\127\\200')\n"
+      "end }");
+  natka_event *ev = event("k", "");
+  natka__route out;
+  log_lines = 0;
+  assert_int_equal(natka__rules_route(r, ev, &out, NULL, 0), 0);
+  assert_int_equal(log_lines, 1);
+  assert_string_equal(last_line, "info rule 'talk': ok\\n2024-01-01 ERROR "
+                                 "forged\ta\\tb\\r\\x1b[31m\\\\\t"
+                                 "\\x00\\x7f\310");
+  natka__route_clear(&out);
+  natka_event_free(ev);
+  natka__rules_free(r);
+  natka__log_destroy(&log);
+}
+
+/* One event printed 521 MB of log; a call now logs at most 1 KiB and an
+ * event at most 8 KiB, then one line saying so. */
+static void rules_print_bounded(void **state) {
+  (void)state;
+  natka__log log;
+  assert_int_equal(natka__log_init(&log, count, NULL, NATKA_LOG_INFO), 0);
+  natka__rules *r = new_rules(2000000, 64 << 20, NULL, &log);
+  add(r, "talk",
+      "local big = ('x'):rep(1000000)\n"
+      "return { route = function(ev)\n"
+      "  for i = 1, 1e9 do print(big, i) end\n"
+      "end }");
+  for (int i = 0; i < 2; i++) {
+    natka_event *ev = event("k", "");
+    natka__route out;
+    log_lines = log_bytes = 0;
+    assert_int_equal(natka__rules_route(r, ev, &out, NULL, 0), NATKA_ERULE);
+    if (log_bytes > 10000 || log_lines > 10)
+      fail_msg("%zu lines, %zu bytes", log_lines, log_bytes);
+    assert_string_equal(last_line, "info rule 'talk': print() output of this "
+                                   "event stopped at 8192 bytes");
+    natka__route_clear(&out);
+    natka_event_free(ev);
+  }
   natka__rules_free(r);
   natka__log_destroy(&log);
 }
@@ -1233,6 +1297,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(rules_load_file),
     cmocka_unit_test(rules_detach_view),
     cmocka_unit_test(rules_print_logs),
+    cmocka_unit_test(rules_print_escapes),
+    cmocka_unit_test(rules_print_bounded),
     cmocka_unit_test(rules_survive_full_memory),
     cmocka_unit_test(rules_memory_sweep),
     cmocka_unit_test(rules_memory_sweep_load),

@@ -36,7 +36,7 @@ extern const char natka__lua_prelude[];
 extern const size_t natka__lua_prelude_len;
 
 #define MAX_FRAMES 5       /* Lua frames in an error's traceback */
-#define HOOK_STEP 1000     /* instructions between two budget checks */
+#define HOOK_STEP 100      /* instructions between two budget checks */
 #define LOAD_BUDGET_MUL 10 /* a module chunk may use 10x an event */
 #define MAX_SOURCE (16 << 20)
 #define PRINT_LINE_MAX 1024    /* bytes of values one print() logs */

@@ -17,6 +17,13 @@
  * read-only views. Each module chunk gets its own _ENV whose __index is that
  * base, which raises for names it does not have; what a module assigns stays
  * in its own _ENV. Bytecode is never loaded.
+ *
+ * The budget belongs to the event (natka_event.spent): every rule call made
+ * for it draws on one count of instructions and one time limit. The count
+ * hook checks both every HOOK_STEP instructions; the allocator reads the
+ * clock too, for C calls that keep allocating; and the standard functions
+ * that would loop in C without allocating are replaced by bounded ones that
+ * charge their work (rules_stdlib.c, and rules_pattern.c for patterns).
  */
 #include "rules_int.h"
 
@@ -180,15 +187,17 @@ void natka__rules_disarm(natka__rules *r) {
 
 void natka__rules_charge(lua_State *L, int64_t units) {
   natka__rules *r = rules_of(L);
-  if (r->acct == NULL || r->killed)
-    return; /* not budgeted, or the hook raises at the next instruction */
-  r->used += units;
-  if (r->used > r->limit)
-    stop(r, NATKA__KILL_INSTR);
-  else if (r->deadline != 0 && natka__mono_ns() > r->deadline)
-    stop(r, r->deadline_kind);
-  else
-    return;
+  if (r->acct == NULL)
+    return; /* not budgeted work (the prelude's self-test code) */
+  if (!r->killed) {
+    r->used += units;
+    if (r->used > r->limit)
+      stop(r, NATKA__KILL_INSTR);
+    else if (r->deadline != 0 && natka__mono_ns() > r->deadline)
+      stop(r, r->deadline_kind);
+    else
+      return;
+  }
   luaL_error(L, "%s", kill_text(r->killed));
 }
 

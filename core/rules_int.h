@@ -1,9 +1,11 @@
 /*
  * Shared by the files of the rules host (rules.h): rules.c (the state, the
  * sandbox, modules, calling rule functions under a budget, route),
- * rules_answer.c (what route() returned, as a natka__route) and
- * rules_verdicts.c (dedup, degrade, switches and self-tests). Not installed.
- * Loop thread only, like the rest of rules.h.
+ * rules_answer.c (what route() returned, as a natka__route),
+ * rules_verdicts.c (dedup, degrade, switches and self-tests), rules_json.c
+ * (natka.mask_json), rules_stdlib.c and rules_pattern.c (the standard
+ * functions, bounded). Not installed. Loop thread only, like the rest of
+ * rules.h.
  */
 #ifndef NATKA_RULES_INT_H
 #define NATKA_RULES_INT_H

@@ -164,7 +164,10 @@ int natka__cli_rules_new(natka__rules_cli *c, natka__rules **out) {
   char err[512];
   natka__rules_opts ro = {
       .instr_budget = c->conf->rules_instr_budget,
+      .time_limit_ms = c->conf->rules_time_limit_ms,
+      .load_time_limit_ms = c->conf->rules_load_time_limit_ms,
       .mem_limit = (size_t)c->conf->rules_memory_mb * 1024 * 1024,
+      .max_answer_bytes = (size_t)c->conf->rules_max_answer_bytes,
       .default_topic = c->conf->route_default_topic,
       .log = &c->log,
   };

@@ -207,9 +207,24 @@ static const row schema[] = {
         "natka.status",
         "status changes are also published on <this>.<host-nats.name>"),
     INT("rules.instruction_budget", rules_instr_budget, 0, "1000000", 0,
-        (int64_t)1 << 40, "Lua instructions one event may use; 0: unlimited"),
+        (int64_t)1 << 40,
+        "Lua instructions one event may use, in all its rule calls (dedup, "
+        "degrade, route, every module); 0: unlimited"),
+    INT("rules.time_limit_ms", rules_time_limit_ms, 0, "200", 0, 3600000,
+        "wall-clock milliseconds one event's rule calls may take together; "
+        "past it the event is dead-lettered (ERULE); 0: unlimited"),
+    INT("rules.load_time_limit_ms", rules_load_time_limit_ms, 0, "2000", 0,
+        3600000,
+        "wall-clock milliseconds loading a rule set may take: compiling its "
+        "modules and running their self-tests, together; past it the set is "
+        "rejected; 0: unlimited"),
     INT("rules.memory_mb", rules_memory_mb, 0, "64", 1, 65536,
         "memory cap of the rules' Lua state"),
+    INT("rules.max_answer_bytes", rules_max_answer_bytes, 0, "8388608", 1024,
+        (int64_t)1 << 30,
+        "bytes one route() answer may carry: the topics, keys, data and "
+        "headers of all its destinations, as copied for the sinks; more is "
+        "a rule error (ERULE)"),
 
     STR("switches.bucket", switches_bucket, F_BUCKET, "natka_switches",
         "KV bucket of switches (strings) that degrade rules and the core read, "

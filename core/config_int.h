@@ -95,7 +95,10 @@ struct natka_config {
   char *dedup_shared_bucket; /* "": local window only */
   char *degrade_subject_prefix;
   int64_t rules_instr_budget;
+  int64_t rules_time_limit_ms;
+  int64_t rules_load_time_limit_ms;
   int64_t rules_memory_mb;
+  int64_t rules_max_answer_bytes;
 
   /* route.* / event.* / dlq.* */
   char *route_default_topic;

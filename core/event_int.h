@@ -10,6 +10,14 @@ typedef struct natka__header {
   size_t len;
 } natka__header;
 
+/* What rule calls have spent on one event (see rules.h): all of its route,
+ * dedup and degrade calls, in every module, draw on one budget. */
+typedef struct natka__rules_spent {
+  int64_t instr;  /* VM instructions (counted in steps) and helper work */
+  int64_t ns;     /* wall-clock time */
+  size_t printed; /* bytes print() logged */
+} natka__rules_spent;
+
 struct natka_event {
   char *id;   /* NULL: unset */
   char *kind; /* NULL: unset */
@@ -21,6 +29,7 @@ struct natka_event {
   natka__header *hdrs;
   size_t nhdrs;
   size_t cap;
+  natka__rules_spent spent; /* zero when the event is made */
 };
 
 /* Bytes the event occupies on the wire (data + key + header names/values +

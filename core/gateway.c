@@ -132,7 +132,10 @@ int natka_new(natka **out, natka_config *conf, uv_loop_t *loop, char *errbuf,
            kv_mode(conf) ? "" : "files");
   if (!kv_mode(conf)) {
     ro.instr_budget = conf->rules_instr_budget;
+    ro.time_limit_ms = conf->rules_time_limit_ms;
+    ro.load_time_limit_ms = conf->rules_load_time_limit_ms;
     ro.mem_limit = (size_t)conf->rules_memory_mb * 1024 * 1024;
+    ro.max_answer_bytes = (size_t)conf->rules_max_answer_bytes;
     ro.default_topic = conf->route_default_topic;
     ro.log = &gw->log;
     if ((rc = natka__rules_new(&gw->rules, &ro, errbuf, errlen)) != 0)

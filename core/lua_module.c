@@ -4,7 +4,8 @@
  *
  *   local core = require "natka.core"
  *   local ev = core.event{kind = "orders.created", data = "{}"}
- *   local rules = core.rules{instruction_budget = 1e6, memory_mb = 64}
+ *   local rules = core.rules{instruction_budget = 1e6, time_limit_ms = 200,
+ *                            load_time_limit_ms = 2000, memory_mb = 64}
  *   assert(rules:load("orders", "return { route = function(ev) ... end }"))
  *   local dests, rule = rules:route(ev)  -- "drop" | { {topic=...}, ... }
  *                                        -- or nil, err, rule
@@ -89,7 +90,16 @@ static lua_Integer opt_int_field(lua_State *L, const char *f, lua_Integer def,
   return v;
 }
 
-/* core.rules{instruction_budget=, memory_mb=, default_topic=}.
+static const char *const option_names[] = {"instruction_budget",
+                                           "time_limit_ms",
+                                           "load_time_limit_ms",
+                                           "memory_mb",
+                                           "max_answer_bytes",
+                                           "default_topic",
+                                           NULL};
+
+/* core.rules{instruction_budget=, time_limit_ms=, load_time_limit_ms=,
+ * memory_mb=, max_answer_bytes=, default_topic=}, with natka's defaults.
  * Stack: [opts?] -> [opts?, rules] */
 static int core_rules(lua_State *L) {
   if (lua_isnoneornil(L, 1)) {
@@ -100,14 +110,21 @@ static int core_rules(lua_State *L) {
   lua_settop(L, 1);
   for (lua_pushnil(L); lua_next(L, 1); lua_pop(L, 1)) {
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-    if (strcmp(k, "instruction_budget") != 0 && strcmp(k, "memory_mb") != 0 &&
-        strcmp(k, "default_topic") != 0)
+    int known = 0;
+    for (int i = 0; option_names[i] != NULL && !known; i++)
+      known = strcmp(k, option_names[i]) == 0;
+    if (!known)
       return luaL_error(L, "natka.rules: unknown option '%s'", k);
   }
   natka__rules_opts opts = {0};
   opts.instr_budget =
       opt_int_field(L, "instruction_budget", 1000000, (lua_Integer)1 << 40);
+  opts.time_limit_ms = opt_int_field(L, "time_limit_ms", 200, 3600000);
+  opts.load_time_limit_ms =
+      opt_int_field(L, "load_time_limit_ms", 2000, 3600000);
   opts.mem_limit = (size_t)opt_int_field(L, "memory_mb", 64, 65536) << 20;
+  opts.max_answer_bytes = (size_t)opt_int_field(L, "max_answer_bytes", 8 << 20,
+                                                (lua_Integer)1 << 30);
   int t = lua_getfield(L, 1, "default_topic"); /* [opts, topic] */
   if (t != LUA_TNIL && t != LUA_TSTRING)
     return luaL_error(L, "natka.rules: default_topic must be a string");

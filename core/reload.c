@@ -83,7 +83,10 @@ static void on_bucket(natka__kv_mirror *m, const natka__kv_entry *e, size_t n,
     return; /* a re-read after a reconnect: nothing changed */
   rl->last_seen_rev = revision;
   ro.instr_budget = rl->conf->rules_instr_budget;
+  ro.time_limit_ms = rl->conf->rules_time_limit_ms;
+  ro.load_time_limit_ms = rl->conf->rules_load_time_limit_ms;
   ro.mem_limit = (size_t)rl->conf->rules_memory_mb * 1024 * 1024;
+  ro.max_answer_bytes = (size_t)rl->conf->rules_max_answer_bytes;
   ro.default_topic = rl->conf->route_default_topic;
   ro.log = rl->log;
   int rc = natka__rules_new(&rules, &ro, err, sizeof(err));

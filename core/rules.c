@@ -17,6 +17,13 @@
  * read-only views. Each module chunk gets its own _ENV whose __index is that
  * base, which raises for names it does not have; what a module assigns stays
  * in its own _ENV. Bytecode is never loaded.
+ *
+ * The budget belongs to the event (natka_event.spent): every rule call made
+ * for it draws on one count of instructions and one time limit. The count
+ * hook checks both every HOOK_STEP instructions; the allocator reads the
+ * clock too, for C calls that keep allocating; and the standard functions
+ * that would loop in C without allocating are replaced by bounded ones that
+ * charge their work (rules_stdlib.c, and rules_pattern.c for patterns).
  */
 #include "rules_int.h"
 
@@ -36,9 +43,13 @@ extern const char natka__lua_prelude[];
 extern const size_t natka__lua_prelude_len;
 
 #define MAX_FRAMES 5       /* Lua frames in an error's traceback */
-#define HOOK_STEP 1000     /* instructions between two budget checks */
-#define LOAD_BUDGET_MUL 10 /* a module chunk may use 10x a rule call */
+#define HOOK_STEP 100      /* instructions between two budget checks */
+#define LOAD_BUDGET_MUL 10 /* a module chunk may use 10x an event */
 #define MAX_SOURCE (16 << 20)
+#define PRINT_LINE_MAX 1024    /* bytes of values one print() logs */
+#define PRINT_EVENT_MAX 8192   /* bytes one event's print() calls log */
+#define CLOCK_EVERY 64         /* allocations between two clock reads */
+#define CLOCK_BYTES (64 << 10) /* and at every allocation this large */
 
 #define REG_ENV_MT "natka.rules.env_mt" /* metatable of every module _ENV */
 
@@ -57,11 +68,18 @@ static int module_refs(const module *m) {
 
 /* --------------------------------------------------------- memory, budget */
 
+static void stop(natka__rules *r, int why);
+
 /*
  * Counts every byte the state holds and refuses growth past mem_limit.
  * Returning NULL makes Lua run an emergency collection and retry before it
  * raises LUA_ERRMEM, so the cap is on live data, not on garbage. Shrinking
  * is never refused.
+ *
+ * It also watches the clock while budgeted work runs, since a C function
+ * (string.rep, natka.mask_json) may run long between two hook calls: once
+ * the deadline has passed, growth is refused until the hook runs again, so
+ * the C call raises and the hook then stops the rule.
  */
 static void *rules_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   natka__rules *r = ud;
@@ -74,6 +92,17 @@ static void *rules_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (r->mem_limit != 0 && nsize > old &&
       r->mem_used + (nsize - old) > r->mem_limit)
     return NULL;
+  if (r->deadline != 0 && nsize > old) {
+    if (r->refuse)
+      return NULL;
+    if (!r->killed &&
+        (nsize - old >= CLOCK_BYTES || ++r->ticks % CLOCK_EVERY == 0) &&
+        natka__mono_ns() > r->deadline) {
+      stop(r, r->deadline_kind);
+      r->refuse = 1;
+      return NULL;
+    }
+  }
   void *p = realloc(ptr, nsize);
   if (p != NULL)
     r->mem_used = r->mem_used - old + nsize;
@@ -86,34 +115,90 @@ static natka__rules *rules_of(lua_State *L) {
   return ud;
 }
 
+static const char *kill_text(int why) {
+  return why == NATKA__KILL_INSTR ? "instruction budget exhausted"
+                                  : "time limit exceeded";
+}
+
 /*
- * Counts instructions in steps of HOOK_STEP. Once the budget is spent it
- * raises, and re-arms itself to fire on every instruction: a rule that
- * catches the error with pcall is stopped again at its very next
- * instruction, until the error reaches our lua_pcall (Redis does the same).
+ * Checks the budget every HOOK_STEP instructions. Once the instructions or
+ * the time are spent it raises, and re-arms itself to fire on every
+ * instruction: a rule that catches the error with pcall is stopped again at
+ * its very next instruction, until the error reaches our lua_pcall (Redis
+ * does the same).
  */
 static void budget_hook(lua_State *L, lua_Debug *ar) {
   natka__rules *r = rules_of(L);
   (void)ar;
+  r->refuse = 0; /* the error below needs a little memory */
   if (!r->killed) {
     r->used += HOOK_STEP;
-    if (r->used <= r->limit)
+    if (r->used > r->limit)
+      stop(r, NATKA__KILL_INSTR);
+    else if (r->deadline != 0 && natka__mono_ns() > r->deadline)
+      stop(r, r->deadline_kind);
+    else
       return;
-    r->killed = 1;
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
   }
-  luaL_error(L, "instruction budget exhausted");
+  luaL_error(L, "%s", kill_text(r->killed));
 }
 
-static void arm(natka__rules *r, int64_t budget) {
+/* Marks the work stopped and makes the hook fire on every instruction. */
+static void stop(natka__rules *r, int why) {
+  r->killed = why;
+  lua_sethook(r->L, budget_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
+}
+
+int natka__rules_arm(natka__rules *r, natka__rules_spent *acct, int64_t budget,
+                     int64_t time_ns) {
+  int64_t now = natka__mono_ns();
+  r->acct = acct;
+  r->started = now;
   r->used = 0;
-  r->killed = 0;
-  r->limit = budget;
-  lua_sethook(r->L, budget > 0 ? budget_hook : NULL, LUA_MASKCOUNT, HOOK_STEP);
+  r->killed = NATKA__KILL_NONE;
+  r->refuse = 0;
+  r->limit = budget > 0 ? budget - acct->instr : INT64_MAX;
+  r->deadline = time_ns > 0 ? now + (time_ns - acct->ns) : 0;
+  r->deadline_kind = NATKA__KILL_TIME;
+  if (r->load_deadline != 0 &&
+      (r->deadline == 0 || r->load_deadline < r->deadline)) {
+    r->deadline = r->load_deadline;
+    r->deadline_kind = NATKA__KILL_LOAD_TIME;
+  }
+  if (r->limit <= 0)
+    r->killed = NATKA__KILL_INSTR;
+  else if (r->deadline != 0 && r->deadline <= now)
+    r->killed = r->deadline_kind;
+  if (r->limit != INT64_MAX || r->deadline != 0)
+    lua_sethook(r->L, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
+  return r->killed;
 }
 
-static void disarm(natka__rules *r) {
+void natka__rules_disarm(natka__rules *r) {
   lua_sethook(r->L, NULL, 0, 0);
+  if (r->acct != NULL) {
+    r->acct->instr += r->used;
+    r->acct->ns += natka__mono_ns() - r->started;
+  }
+  r->acct = NULL;
+  r->deadline = 0;
+  r->refuse = 0;
+}
+
+void natka__rules_charge(lua_State *L, int64_t units) {
+  natka__rules *r = rules_of(L);
+  if (r->acct == NULL)
+    return; /* not budgeted work (the prelude's self-test code) */
+  if (!r->killed) {
+    r->used += units;
+    if (r->used > r->limit)
+      stop(r, NATKA__KILL_INSTR);
+    else if (r->deadline != 0 && natka__mono_ns() > r->deadline)
+      stop(r, r->deadline_kind);
+    else
+      return;
+  }
+  luaL_error(L, "%s", kill_text(r->killed));
 }
 
 /* ------------------------------------------------------- what rules see */
@@ -159,23 +244,69 @@ static int msgh(lua_State *L) {
   return 1;
 }
 
-/* print(...) for rules: one info line in natka's log, tagged with the
- * module being loaded or called.
- * Stack: [args...] -> [args..., text] */
+/* Appends s[0..n) to line (at *len, which has room for PRINT_LINE_MAX
+ * bytes), control characters and backslashes escaped. Returns 0, or -1
+ * when it did not all fit. */
+static int add_escaped(char *line, size_t *len, const char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    char e[4] = {'\\', 0, 0, 0};
+    size_t w = 2;
+    if (c == '\n' || c == '\r' || c == '\t' || c == '\\')
+      e[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : c == '\t' ? 't' : '\\';
+    else if (c < 0x20 || c == 0x7f) {
+      e[1] = 'x';
+      e[2] = hex[c >> 4];
+      e[3] = hex[c & 15];
+      w = 4;
+    } else {
+      e[0] = (char)c;
+      w = 1;
+    }
+    if (*len + w > PRINT_LINE_MAX)
+      return -1;
+    memcpy(line + *len, e, w);
+    *len += w;
+  }
+  return 0;
+}
+
+/*
+ * print(...) for rules: one info line in natka's log, tagged with the
+ * module being loaded or called; the values are separated by tabs, with
+ * their control characters escaped, so a value cannot forge a line. A line
+ * holds at most PRINT_LINE_MAX bytes of them, and an event's (or a module
+ * load's) print() calls log at most PRINT_EVENT_MAX bytes in all: past it,
+ * one line says so and the rest is dropped. Only what is logged is read.
+ * Stack: [args...] -> [args...]
+ */
 static int sb_print(lua_State *L) {
   natka__rules *r = rules_of(L);
-  int n = lua_gettop(L);
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  for (int i = 1; i <= n; i++) {
-    if (i > 1)
-      luaL_addchar(&b, '\t');
-    luaL_tolstring(L, i, NULL);
-    luaL_addvalue(&b);
+  natka__rules_spent none = {0}, *acct = r->acct != NULL ? r->acct : &none;
+  const char *who = r->current ? r->current : "?";
+  if (acct->printed >= PRINT_EVENT_MAX)
+    return 0;
+  char line[PRINT_LINE_MAX + 1];
+  size_t len = 0;
+  int n = lua_gettop(L), cut = 0;
+  for (int i = 1; i <= n && !cut; i++) {
+    size_t vlen;
+    const char *v = luaL_tolstring(L, i, &vlen); /* [args..., v] */
+    if (i > 1 && len < PRINT_LINE_MAX)
+      line[len++] = '\t';
+    else if (i > 1)
+      cut = 1;
+    cut = cut || add_escaped(line, &len, v, vlen) != 0;
+    lua_pop(L, 1);
   }
-  luaL_pushresult(&b);
-  natka__info(r->log, "rule '%s': %s", r->current ? r->current : "?",
-              lua_tostring(L, -1));
+  line[len] = '\0';
+  natka__info(r->log, "rule '%s': %s%s", who, line, cut ? " [cut]" : "");
+  acct->printed += len;
+  if (acct->printed >= PRINT_EVENT_MAX)
+    natka__info(r->log,
+                "rule '%s': print() output of this event stopped at %d bytes",
+                who, PRINT_EVENT_MAX);
   return 0;
 }
 
@@ -184,9 +315,9 @@ static int now_ms(lua_State *L) {
   return 1;
 }
 
-/* spent(): whether the running call has used up its budget. */
+/* spent(): whether the running call has used up its budget or time. */
 static int spent(lua_State *L) {
-  lua_pushboolean(L, rules_of(L)->killed);
+  lua_pushboolean(L, rules_of(L)->killed != NATKA__KILL_NONE);
   return 1;
 }
 
@@ -247,6 +378,8 @@ static int setup(lua_State *L) {
     luaL_requiref(L, l->name, l->func, 1);
     lua_pop(L, 1);
   }
+  natka__rules_bound_stdlib(L);
+  natka__rules_patterns(L);
   natka__lua_event_register(L);
   for (int i = 0; unsafe_names[i] != NULL; i++) {
     lua_pushnil(L);
@@ -304,10 +437,19 @@ int natka__rules_failure(natka__rules *r, char *err, size_t errlen,
     snprintf(who, sizeof(who), "%s '%s'", what, name);
   else
     snprintf(who, sizeof(who), "rules");
-  if (killed)
+  if (killed == NATKA__KILL_INSTR)
     return natka__errf(err, errlen, NATKA_ERULE,
                        "%s: instruction budget exhausted (%lld instructions)",
                        who, (long long)budget);
+  if (killed == NATKA__KILL_TIME)
+    return natka__errf(err, errlen, NATKA_ERULE,
+                       "%s: time limit exceeded (%lld ms per event)", who,
+                       (long long)(r->time_ns / 1000000));
+  if (killed == NATKA__KILL_LOAD_TIME)
+    return natka__errf(err, errlen, NATKA_ERULE,
+                       "%s: time limit exceeded (%lld ms to load and "
+                       "self-test the rule set)",
+                       who, (long long)(r->load_time_ns / 1000000));
   if (st != LUA_ERRMEM)
     return natka__errf(err, errlen, NATKA_ERULE, "%s: %s", who,
                        msg != NULL ? msg : "unknown error");
@@ -322,6 +464,18 @@ int natka__rules_failure(natka__rules *r, char *err, size_t errlen,
   }
   return natka__errf(err, errlen, NATKA_ERULE, "%s: out of memory%s", who,
                      limit);
+}
+
+void natka__rules_load_begin(natka__rules *r) {
+  r->load_started = natka__mono_ns();
+  if (r->load_time_ns > 0)
+    r->load_deadline = r->load_started + r->load_time_ns - r->load_spent_ns;
+}
+
+int natka__rules_load_end(natka__rules *r) {
+  r->load_spent_ns += natka__mono_ns() - r->load_started;
+  r->load_deadline = 0;
+  return r->load_time_ns > 0 && r->load_spent_ns > r->load_time_ns;
 }
 
 /* A module name, as a NATS KV key or a file's basename: [A-Za-z0-9._/=-]. */
@@ -361,21 +515,24 @@ static const struct {
 static int load_entry(lua_State *L) {
   load_ctx *c = lua_touserdata(L, 1);
   natka__rules *r = c->r;
+  natka__rules_spent spent = {0};
   int64_t budget = r->instr_budget * LOAD_BUDGET_MUL;
-  r->killed = 0;
   lua_pushcfunction(L, msgh); /* [c, msgh] */
-  int st = luaL_loadbufferx(L, c->src, c->len, c->chunkname, "t");
-  if (st == LUA_OK) {
+  /* Armed while compiling too: the parser is C, but the allocator watches
+   * the load deadline. */
+  int st = LUA_OK;
+  if (natka__rules_arm(r, &spent, budget, 0) == NATKA__KILL_NONE)
+    st = luaL_loadbufferx(L, c->src, c->len, c->chunkname, "t");
+  if (st == LUA_OK && !r->killed) {
     lua_newtable(L); /* [c, msgh, chunk, env] */
     lua_pushvalue(L, -1);
     lua_setfield(L, -2, "_G");
     lua_getfield(L, LUA_REGISTRYINDEX, REG_ENV_MT);
     lua_setmetatable(L, -2);
-    lua_setupvalue(L, -2, 1); /* [c, msgh, chunk] */
-    arm(r, budget);
+    lua_setupvalue(L, -2, 1);   /* [c, msgh, chunk] */
     st = lua_pcall(L, 0, 1, 2); /* [c, msgh, module | err] */
-    disarm(r);
   }
+  natka__rules_disarm(r);
   if (st != LUA_OK || r->killed) {
     c->rc = natka__rules_failure(r, c->err, c->errlen, "module", c->name, st,
                                  lua_tostring(L, -1), r->killed, budget);
@@ -450,6 +607,7 @@ static int add_module(natka__rules *r, const char *name, const char *chunkname,
       .errlen = errlen,
       .m = {.table = LUA_NOREF, .fns = {LUA_NOREF, LUA_NOREF, LUA_NOREF}}};
   r->current = name;
+  natka__rules_load_begin(r);
   lua_pushcfunction(L, load_entry);
   lua_pushlightuserdata(L, &c);
   int st = lua_pcall(L, 1, 0, 0);
@@ -457,6 +615,7 @@ static int add_module(natka__rules *r, const char *name, const char *chunkname,
     c.rc = natka__rules_failure(r, err, errlen, "module", name, st,
                                 lua_tostring(L, -1), 0, 0);
   lua_settop(L, top);
+  natka__rules_load_end(r);
   r->current = NULL;
   if (c.rc != 0) {
     unref_module(L, &c.m);
@@ -547,8 +706,11 @@ int natka__rules_call(natka__rules *r, const module *m, int fn, int ev_idx,
                       char *err, size_t errlen, int *collect) {
   lua_State *L = r->L;
   int base = lua_gettop(L), nargs = 1;
-  ev_idx = lua_absindex(L, ev_idx);
   r->current = m->name;
+  if (r->killed) /* nothing left of the event's budget */
+    return natka__rules_failure(r, err, errlen, "rule", m->name, LUA_OK, NULL,
+                                r->killed, r->instr_budget);
+  ev_idx = lua_absindex(L, ev_idx);
   lua_pushcfunction(L, msgh); /* [msgh] */
   lua_rawgeti(L, LUA_REGISTRYINDEX, m->fns[fn]);
   lua_pushvalue(L, ev_idx); /* [msgh, fn, ev] */
@@ -556,9 +718,7 @@ int natka__rules_call(natka__rules *r, const module *m, int fn, int ev_idx,
     lua_getfield(L, LUA_REGISTRYINDEX, NATKA__RULES_REG_SWITCHES);
     nargs++;
   }
-  arm(r, r->instr_budget);
   int st = lua_pcall(L, nargs, 1, base + 1); /* [msgh, result | err] */
-  disarm(r);
   if (st != LUA_OK || r->killed) {
     int rc =
         natka__rules_failure(r, err, errlen, "rule", m->name, st,
@@ -600,15 +760,20 @@ static int ask_modules(lua_State *L) {
  */
 static int ask_entry(lua_State *L) {
   natka__ask *a = lua_touserdata(L, 1);
+  natka__rules *r = a->r;
   natka__lua_event_push(L, a->ev, 0); /* [a, view] */
   lua_pushcfunction(L, ask_modules);
   lua_pushvalue(L, 1);
   lua_pushvalue(L, 2);
+  /* One budget for every module asked, drawn from the event's. */
+  natka__rules_arm(r, &a->ev->spent, r->instr_budget, r->time_ns);
   int st = lua_pcall(L, 2, 0, 0);
+  natka__rules_disarm(r);
   natka__lua_event_detach(L, 2);
   if (st != LUA_OK) { /* outside the rule itself: converting its answer */
-    a->rc = natka__rules_failure(a->r, a->err, a->errlen, "rule", a->rule, st,
-                                 lua_tostring(L, -1), 0, 0);
+    a->rc =
+        natka__rules_failure(r, a->err, a->errlen, "rule", a->rule, st,
+                             lua_tostring(L, -1), r->killed, r->instr_budget);
     a->collect = 1;
   }
   return 0;
@@ -651,6 +816,7 @@ static int default_route(natka__rules *r, natka_event *ev, natka__route *out) {
   out->dests[0].partition = -1;
   if ((out->dests[0].topic = natka__strdup(topic)) == NULL)
     return NATKA_ENOMEM;
+  out->bytes = strlen(topic);
   return 0;
 }
 
@@ -704,7 +870,12 @@ int natka__rules_new(natka__rules **out, const natka__rules_opts *opts,
     return natka__errf(err, errlen, NATKA_ENOMEM, "rules: out of memory");
   r->log = opts->log;
   r->instr_budget = opts->instr_budget > 0 ? opts->instr_budget : 0;
+  if (opts->time_limit_ms > 0)
+    r->time_ns = opts->time_limit_ms * 1000000;
+  if (opts->load_time_limit_ms > 0)
+    r->load_time_ns = opts->load_time_limit_ms * 1000000;
   r->mem_limit = opts->mem_limit;
+  r->max_answer = opts->max_answer_bytes;
   if (dt != NULL && dt[0] != '\0' &&
       (r->default_topic = natka__strdup(dt)) == NULL)
     goto nomem;

@@ -65,16 +65,29 @@ typedef struct natka__route {
   int drop; /* 1: the rule returned natka.drop */
   natka__dest *dests;
   size_t n;
-  char *rule; /* module that decided (or failed); NULL: default route */
+  char *rule;   /* module that decided (or failed); NULL: default route */
+  size_t bytes; /* what the copies hold: topics, keys, data, header names
+                   and values; at most opts.max_answer_bytes */
 } natka__route;
 
 void natka__route_clear(natka__route *r);
 
+/*
+ * Limits. An event's budget covers every rule call made for it (its dedup,
+ * degrade and route, in every module): the instructions and the time they
+ * use are kept on the event. Loading modules and running self-tests share
+ * one more time limit, the state's load time.
+ */
 typedef struct natka__rules_opts {
-  int64_t instr_budget;      /* VM instructions per rule call; 0: unlimited */
-  size_t mem_limit;          /* bytes for the whole state; 0: unlimited */
-  const char *default_topic; /* NULL or "": topic from the event's kind */
-  natka__log *log;           /* may be NULL */
+  int64_t instr_budget;       /* VM instructions per event; 0: unlimited */
+  int64_t time_limit_ms;      /* wall-clock ms per event; 0: unlimited */
+  int64_t load_time_limit_ms; /* ms for loading modules and self-testing
+                                  them, in all; 0: unlimited */
+  size_t mem_limit;           /* bytes for the whole state; 0: unlimited */
+  size_t max_answer_bytes;    /* bytes one route() answer may carry (topics,
+                                 keys, data, headers); 0: unlimited */
+  const char *default_topic;  /* NULL or "": topic from the event's kind */
+  natka__log *log;            /* may be NULL */
 } natka__rules_opts;
 
 /* A new state with the sandbox and no modules. Errors: NATKA_ENOMEM. */
@@ -83,9 +96,10 @@ int natka__rules_new(natka__rules **out, const natka__rules_opts *opts,
 void natka__rules_free(natka__rules *r);
 
 /* Compiles and runs a module chunk (text only, never bytecode) in its own
- * environment and checks what it returns. Replaces a module of the same
- * name. Errors: NATKA_ERULE with "<name>: <reason>" in err; the state keeps
- * its previous modules. */
+ * environment, with ten times an event's instruction budget and within what
+ * is left of the state's load time, and checks what it returns. Replaces a
+ * module of the same name. Errors: NATKA_ERULE with "<name>: <reason>" in err;
+ * the state keeps its previous modules. */
 int natka__rules_add_module(natka__rules *r, const char *name, const char *src,
                             size_t len, char *err, size_t errlen);
 
@@ -98,9 +112,12 @@ size_t natka__rules_count(const natka__rules *r);
 
 /*
  * Decides where `ev` goes. On success fills `out` (cleared first; free with
- * natka__route_clear). Errors: NATKA_ERULE when a route function raised, ran
- * past its budget or returned something invalid: err holds the reason and
- * out->rule the module's name; NATKA_ENOMEM.
+ * natka__route_clear); out->bytes is what its copies hold, which the caller
+ * should count against its memory bounds while it keeps them (or copies of
+ * them). Errors: NATKA_ERULE when a route function raised, ran past the
+ * event's budget or returned something invalid, more than
+ * opts.max_answer_bytes included: err holds the reason and out->rule the
+ * module's name; NATKA_ENOMEM.
  */
 int natka__rules_route(natka__rules *r, natka_event *ev, natka__route *out,
                        char *err, size_t errlen);
@@ -163,9 +180,11 @@ int natka__rules_set_switches(natka__rules *r, const char *const *names,
 
 /*
  * Runs the `tests` of every loaded module in name order, each against that
- * module alone (its own route, dedup and degrade, not the chain), under the
- * usual budgets. Each case sees its own switches only; the switches set
- * before are back afterwards. A module without tests passes. Returns 0, or
+ * module alone (its own route, dedup and degrade, not the chain), each case
+ * with an event's budget, all of them within what is left of the state's
+ * load time (then: NATKA_ERULE, "... time limit exceeded (N ms to load and
+ * self-test the rule set)"). Each case sees its own switches only; the switches
+ * set before are back afterwards. A module without tests passes. Returns 0, or
  * NATKA_ERULE with the first failure in err, one line naming the module and
  * the case (followed by a short traceback when the rule raised):
  *   module 'orders': test 'keyed by account': expected {...}, got {...}

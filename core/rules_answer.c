@@ -3,7 +3,8 @@
  * destination or a list of them, each a topic or a table with topic, key,
  * partition and headers, or natka.drop. Everything is read with raw
  * accesses, so no metamethod of a returned table runs outside the rule's
- * budget; every refusal names the rule and says what was expected. And back:
+ * budget; every refusal names the rule and says what was expected. What the
+ * copies hold is counted, and bounded by rules.max_answer_bytes. And back:
  * a natka__route as the Lua value self-tests and natka.core compare.
  */
 #include "rules_int.h"
@@ -23,6 +24,7 @@
 typedef struct answer {
   const char *rule; /* the module whose route() returned it */
   natka__route *out;
+  size_t limit; /* out->bytes may not exceed it; 0: no limit */
   char *err;
   size_t errlen;
   int *rc;
@@ -52,6 +54,24 @@ static int bad(answer *c, const char *fmt, ...) {
 static int nomem(answer *c) {
   *c->rc = natka__errf(c->err, c->errlen, NATKA_ENOMEM, "rules: out of memory");
   return -1;
+}
+
+/*
+ * A copy of n bytes of s, counted in out->bytes first: an answer may name
+ * one big string many times (64 destinations of 1,024 headers each), so
+ * what its copies would hold is bounded before anything is copied.
+ */
+static char *copy(answer *c, const char *s, size_t n, const char *at) {
+  c->out->bytes += n;
+  if (c->limit != 0 && c->out->bytes > c->limit) {
+    bad(c, "%sthe answer carries more than %zu bytes (rules.max_answer_bytes)",
+        at, c->limit);
+    return NULL;
+  }
+  char *p = natka__memdup(s, n);
+  if (p == NULL)
+    nomem(c);
+  return p;
 }
 
 /* Field f of the table at idx, raw (no metamethod runs outside the budget).
@@ -93,13 +113,16 @@ static int to_headers(lua_State *L, answer *c, int idx, natka__dest *d,
                  "with a non-empty name",
                  at, (unsigned long long)i);
     }
+    char where[64];
+    snprintf(where, sizeof(where), "%sheaders[%llu]: ", at,
+             (unsigned long long)i);
     natka__header *h = &d->hdrs[d->nhdrs++]; /* route_clear frees it */
-    h->name = natka__memdup(name, nlen);
-    h->value = natka__memdup(value, vlen);
     h->len = vlen;
+    int ok = (h->name = copy(c, name, nlen, where)) != NULL &&
+             (h->value = copy(c, value, vlen, where)) != NULL;
     lua_pop(L, 3);
-    if (h->name == NULL || h->value == NULL)
-      return nomem(c);
+    if (!ok)
+      return -1;
   }
   return 0;
 }
@@ -115,8 +138,8 @@ static int set_topic(lua_State *L, answer *c, int idx, natka__dest *d,
   if (!natka__rules_topic_ok(topic, len))
     return bad(c, "%sinvalid topic '%.250s' (" NATKA__RULES_TOPIC_RULE ")", at,
                topic);
-  d->topic = natka__memdup(topic, len);
-  return d->topic != NULL ? 0 : nomem(c);
+  d->topic = copy(c, topic, len, at);
+  return d->topic != NULL ? 0 : -1;
 }
 
 /* The fields of a destination table, pushed at f .. f+4 in dest_fields'
@@ -134,8 +157,8 @@ static int dest_from_fields(lua_State *L, answer *c, int f, natka__dest *d,
     const char *key = lua_tolstring(L, f + 1, &len);
     d->has_key = 1;
     d->key_len = len;
-    if ((d->key = natka__memdup(key, len)) == NULL)
-      return nomem(c);
+    if ((d->key = copy(c, key, len, at)) == NULL)
+      return -1;
   } else if (t != LUA_TNIL)
     return bad(c, "%s'key' must be a string, got %s", at, lua_typename(L, t));
   if ((t = lua_type(L, f + 2)) != LUA_TNIL) {
@@ -150,8 +173,8 @@ static int dest_from_fields(lua_State *L, answer *c, int f, natka__dest *d,
     const char *data = lua_tolstring(L, f + 4, &len);
     d->has_data = 1;
     d->data_len = len;
-    if ((d->data = natka__memdup(data, len)) == NULL)
-      return nomem(c);
+    if ((d->data = copy(c, data, len, at)) == NULL)
+      return -1;
   } else if (t != LUA_TNIL)
     return bad(c, "%s'data' must be a string, got %s", at, lua_typename(L, t));
   if ((t = lua_type(L, f + 3)) == LUA_TTABLE)
@@ -255,7 +278,14 @@ static int convert(lua_State *L, answer *c, int idx) {
 
 int natka__rules_answer(lua_State *L, int idx, const char *rule, void *out,
                         char *err, size_t errlen, int *rc) {
-  answer c = {.rule = rule, .out = out, .err = err, .errlen = errlen, .rc = rc};
+  void *ud;
+  lua_getallocf(L, &ud); /* the rules state's allocator has it */
+  answer c = {.rule = rule,
+              .out = out,
+              .limit = ((natka__rules *)ud)->max_answer,
+              .err = err,
+              .errlen = errlen,
+              .rc = rc};
   return convert(L, &c, idx);
 }
 
@@ -275,6 +305,7 @@ void natka__route_clear_dests(natka__route *out) {
   out->dests = NULL;
   out->n = 0;
   out->drop = 0;
+  out->bytes = 0;
 }
 
 void natka__route_clear(natka__route *r) {

@@ -1,9 +1,11 @@
 /*
  * Shared by the files of the rules host (rules.h): rules.c (the state, the
  * sandbox, modules, calling rule functions under a budget, route),
- * rules_answer.c (what route() returned, as a natka__route) and
- * rules_verdicts.c (dedup, degrade, switches and self-tests). Not installed.
- * Loop thread only, like the rest of rules.h.
+ * rules_answer.c (what route() returned, as a natka__route),
+ * rules_verdicts.c (dedup, degrade, switches and self-tests), rules_json.c
+ * (natka.mask_json), rules_stdlib.c and rules_pattern.c (the standard
+ * functions, bounded). Not installed. Loop thread only, like the rest of
+ * rules.h.
  */
 #ifndef NATKA_RULES_INT_H
 #define NATKA_RULES_INT_H
@@ -43,21 +45,68 @@ typedef struct natka__module {
   int fns[NATKA__NFNS]; /* registry refs to its functions, or LUA_NOREF */
 } natka__module;
 
+/* Why budgeted Lua work was stopped (natka__rules.killed). */
+enum {
+  NATKA__KILL_NONE,
+  NATKA__KILL_INSTR,    /* the instruction budget is spent */
+  NATKA__KILL_TIME,     /* the event's time limit passed */
+  NATKA__KILL_LOAD_TIME /* the rule set's load time limit passed */
+};
+
 struct natka__rules {
   lua_State *L;
   natka__log *log;
-  char *default_topic; /* NULL: a topic named after the event's kind */
-  int64_t instr_budget;
+  char *default_topic;  /* NULL: a topic named after the event's kind */
+  int64_t instr_budget; /* per event; 0: unlimited */
+  int64_t time_ns;      /* per event; 0: unlimited */
+  int64_t load_time_ns; /* loading modules and self-tests, in all */
+  int64_t load_spent_ns;
+  int64_t load_started;  /* mono ns, while loading or self-testing */
+  int64_t load_deadline; /* mono ns while loading or self-testing; 0: none */
   size_t mem_limit, mem_used;
+  size_t max_answer;   /* bytes a route answer may carry; 0: unlimited */
   natka__module *mods; /* sorted by name */
   size_t nmods, cap;
   int nrefs; /* registry refs held by mods, checked when freed */
 
-  /* The load or call in progress. */
-  const char *current;
-  int64_t limit, used;
-  int killed;
+  /* The budgeted work in progress (natka__rules_arm). */
+  const char *current;       /* module being loaded or called */
+  natka__rules_spent *acct;  /* what the work spends is added here */
+  int64_t limit, used;       /* instructions it may use, has used */
+  int64_t started, deadline; /* mono ns; deadline 0: none */
+  int deadline_kind;         /* NATKA__KILL_TIME or NATKA__KILL_LOAD_TIME */
+  int killed;                /* NATKA__KILL_*: why it was stopped */
+  int refuse;     /* allocations refused until the hook runs (time is up) */
+  unsigned ticks; /* allocations, to read the clock every few of them */
 };
+
+/*
+ * Budgeted Lua work. natka__rules_arm starts work charged to acct: at most
+ * `budget` instructions (0: unlimited) and `time_ns` of wall-clock time (0:
+ * unlimited), less what acct already holds, and no later than the load
+ * deadline while a rule set loads. The count hook, the allocator and
+ * natka__rules_charge enforce them; natka__rules_disarm adds what was spent
+ * to acct. Returns NATKA__KILL_NONE, or why nothing is left (also in
+ * r->killed; nothing may run then).
+ */
+int natka__rules_arm(natka__rules *r, natka__rules_spent *acct, int64_t budget,
+                     int64_t time_ns);
+void natka__rules_disarm(natka__rules *r);
+
+/* Loading modules and running self-tests: between the two calls, work is
+ * also bounded by what is left of the load time. load_end returns 1 when
+ * the state has now spent more than its load time. */
+void natka__rules_load_begin(natka__rules *r);
+int natka__rules_load_end(natka__rules *r);
+
+/*
+ * For C functions rules call whose work the instruction counter cannot see:
+ * charges `units` (an element moved, a pattern step, ...) to the budget
+ * and checks the deadline, before the work is done. Raises when either is
+ * spent, and the rule is stopped as by the hook. No-op outside budgeted
+ * work. Stack: unchanged (or raises)
+ */
+void natka__rules_charge(lua_State *L, int64_t units);
 
 /* A Kafka topic name: 1..249 of [A-Za-z0-9._-], not "." or "..". */
 int natka__rules_topic_ok(const char *s, size_t len);
@@ -123,18 +172,29 @@ int natka__rules_ask(natka__ask *a);
 
 /*
  * Calls function `fn` of module m with the event view at ev_idx (and the
- * switches, for degrade) under the instruction budget. Returns 0 with the
- * result pushed, or NATKA_ERULE with err set and nothing pushed; *collect
- * becomes 1 when the call ran out of memory. Run inside lua_pcall.
+ * switches, for degrade), as part of armed work (natka__rules_arm). Returns
+ * 0 with the result pushed, or NATKA_ERULE with err set and nothing pushed
+ * (also when the work was stopped before); *collect becomes 1 when the call
+ * ran out of memory. Run inside lua_pcall.
  * Stack: [] -> [result] | []
  */
 int natka__rules_call(natka__rules *r, const natka__module *m, int fn,
                       int ev_idx, char *err, size_t errlen, int *collect);
 
-/* The "<what> '<name>': reason" message for a failed Lua call (rules.c). */
+/* The "<what> '<name>': reason" message for a failed Lua call (rules.c);
+ * killed is a NATKA__KILL_* reason, budget the instructions it had. */
 int natka__rules_failure(natka__rules *r, char *err, size_t errlen,
                          const char *what, const char *name, int st,
                          const char *msg, int killed, int64_t budget);
+
+/* Replaces the standard functions whose work the count hook cannot see
+ * with bounded ones (rules_stdlib.c), in the library tables of the state's
+ * real globals. Stack: unchanged */
+void natka__rules_bound_stdlib(lua_State *L);
+
+/* Replaces string.find, match, gmatch and gsub with natka's matcher, which
+ * charges its steps to the budget (rules_pattern.c). Stack: unchanged */
+void natka__rules_patterns(lua_State *L);
 
 /* natka.mask_json(data, fields [, mask]) (rules_json.c). */
 int natka__rules_mask_json(lua_State *L);

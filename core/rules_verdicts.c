@@ -367,6 +367,7 @@ typedef struct selftest_ctx {
   size_t errlen;
   int rc;
   int collect;
+  int out_of_time; /* the load time ran out during a case */
 } selftest_ctx;
 
 /* One rule call of a case and what it holds in C until it is a Lua value. */
@@ -446,14 +447,22 @@ static int selftest_run(lua_State *L) {
   lua_pushcfunction(L, run_entry);
   lua_pushlightuserdata(L, &c);
   lua_pushvalue(L, 3);
+  /* The case's event carries the budget of its route, dedup and degrade. */
+  natka__rules *r = st->r;
+  natka__rules_arm(r, &ev->spent, r->instr_budget, r->time_ns);
   int s = lua_pcall(L, 2, 2, 0); /* [fn, ev, view, ok, value] */
+  natka__rules_disarm(r);
   natka__lua_event_detach(L, 3);
   natka__route_clear(&c.route);
   free(c.key.key);
   natka__degrade_clear(&c.degrade);
-  st->r->current = NULL;
+  r->current = NULL;
   if (s != LUA_OK)
     return lua_error(L);
+  if (r->killed == NATKA__KILL_LOAD_TIME) { /* no case may pass by it */
+    st->out_of_time = 1;
+    return luaL_error(L, "out of time");
+  }
   return 2;
 }
 
@@ -498,10 +507,14 @@ int natka__rules_selftest(natka__rules *r, char *err, size_t errlen) {
   /* The switches in force, put back whatever the cases set. Fetching an
    * existing registry field with an interned key allocates nothing. */
   lua_getfield(L, LUA_REGISTRYINDEX, NATKA__RULES_REG_SWITCHES);
+  natka__rules_load_begin(r);
   lua_pushcfunction(L, selftest_entry);
   lua_pushlightuserdata(L, &c);
   int st = lua_pcall(L, 1, 0, 0);
-  if (st != LUA_OK)
+  if (natka__rules_load_end(r) || c.out_of_time)
+    c.rc = natka__rules_failure(r, err, errlen, "module", c.module, LUA_OK,
+                                NULL, NATKA__KILL_LOAD_TIME, 0);
+  else if (st != LUA_OK)
     c.rc = natka__rules_failure(r, err, errlen, "module", c.module, st,
                                 lua_tostring(L, -1), 0, 0);
   lua_settop(L, top + 1);

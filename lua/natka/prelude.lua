@@ -15,7 +15,7 @@
 --     natka.mask_json(data, fields [, mask])
 --                            data (JSON text) with the value of every member
 --                            named in `fields`, at any depth, replaced by
---                            mask (default "***")
+--                            mask (default "***"); the rest kept as it was
 --     natka.header(ev, name) first value of a header (ev:header(name))
 --     natka.switch(name)     the current value of a switch (a string), or nil
 --     natka.version          natka's version string

@@ -373,6 +373,24 @@ describe("the sandbox", function()
     assert.same({ "info: rule 'r': hello\t1\tnil" }, rules:logs())
     assert.same({}, rules:logs())
   end)
+
+  it("escapes control characters in what print() logs", function()
+    local rules = with_route([[print("a\nERROR forged\r", "\\", "\0\27") return nil]])
+    route(rules)
+    assert.same({ "info: rule 'r': a\\nERROR forged\\r\t\\\\\t\\x00\\x1b" }, rules:logs())
+  end)
+
+  it("logs at most 1 KiB per print() and 8 KiB per event", function()
+    local rules = with_route([[for i = 1, 20 do print(("x"):rep(5000), i) end return nil]])
+    route(rules)
+    local logs = rules:logs()
+    assert.equal(9, #logs)
+    assert.equal("info: rule 'r': " .. ("x"):rep(1024) .. " [cut]", logs[1])
+    assert.equal("info: rule 'r': print() output of this event stopped at 8192 bytes",
+      logs[9])
+    route(rules) -- the next event may print again
+    assert.equal(9, #rules:logs())
+  end)
 end)
 
 describe("the instruction budget", function()
@@ -401,11 +419,37 @@ describe("the instruction budget", function()
     assert.matches("instruction budget exhausted", err, 1, true)
   end)
 
-  it("is reset for every call", function()
+  it("is reset for every event", function()
     local rules = with_route([[for i = 1, 60000 do end return "ok"]], opts)
     for _ = 1, 5 do
       assert.equal("ok", route(rules)[1].topic)
     end
+  end)
+
+  it("is shared by every module an event goes through", function()
+    local rules = core.rules(opts)
+    assert(rules:load("a", "return { route = function() for i = 1, 60000 do end end }"))
+    assert(rules:load("b", [[return { route = function()
+      for i = 1, 60000 do end return "ok" end }]]))
+    local dests, err, rule = route(rules)
+    assert.is_nil(dests)
+    assert.equal("rule 'b': instruction budget exhausted (100000 instructions)", err)
+    assert.equal("b", rule)
+  end)
+
+  it("is shared by an event's dedup, degrade and route", function()
+    local rules = core.rules(opts)
+    assert(rules:load("m", [[return {
+      dedup = function() for i = 1, 40000 do end return "k" end,
+      degrade = function() for i = 1, 40000 do end end,
+      route = function() for i = 1, 40000 do end return "ok" end }]]))
+    local ev = core.event { kind = "k" }
+    assert.equal("k", rules:dedup(ev))
+    assert.equal("forward", rules:degrade(ev))
+    local dests, err = rules:route(ev)
+    assert.is_nil(dests)
+    assert.equal("rule 'm': instruction budget exhausted (100000 instructions)", err)
+    assert.equal("ok", route(rules)[1].topic) -- a new event, a new budget
   end)
 
   it("gives loading a module ten times the budget", function()
@@ -417,8 +461,43 @@ describe("the instruction budget", function()
   end)
 end)
 
+describe("the time limit", function()
+  local function clock_ms() return os.clock() * 1000 end
+
+  it("stops a rule that runs past it, whatever its instruction budget", function()
+    local rules = with_route([[while true do end]],
+      { instruction_budget = 0, time_limit_ms = 50 })
+    local t0 = clock_ms()
+    local dests, err = route(rules)
+    assert.is_nil(dests)
+    assert.equal("rule 'r': time limit exceeded (50 ms per event)", err)
+    assert.is_true(clock_ms() - t0 < 1000)
+  end)
+
+  it("cannot be swallowed by pcall", function()
+    local err = route_error([[while true do pcall(function() while true do end end) end]],
+      { instruction_budget = 0, time_limit_ms = 50 })
+    assert.equal("rule 'r': time limit exceeded (50 ms per event)", err)
+  end)
+
+  it("is shared by an event's rule calls", function()
+    local rules = core.rules { instruction_budget = 0, time_limit_ms = 200 }
+    assert(rules:load("m", [[
+      local function spin(ms)
+        local t = natka.now_ms() + ms while natka.now_ms() < t do end
+      end
+      return { dedup = function() spin(150) return "k" end,
+               route = function() spin(150) return "ok" end }]]))
+    local ev = core.event { kind = "k" }
+    assert.equal("k", rules:dedup(ev))
+    local dests, err = rules:route(ev)
+    assert.is_nil(dests)
+    assert.equal("rule 'm': time limit exceeded (200 ms per event)", err)
+  end)
+end)
+
 describe("the memory limit", function()
-  local opts = { memory_mb = 16 }
+  local opts = { memory_mb = 16, time_limit_ms = 0 } -- memory, not time
   local bomb = [[local t = {} for i = 1, 1e9 do t[i] = string.rep("x", 1000) .. i end]]
 
   it("stops a memory bomb, and the state routes the next event", function()

@@ -6,13 +6,17 @@
  */
 #include "runner.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "natka/error.h"
 #include "rules.h"
+#include "util.h"
 
 static natka__rules *new_rules(int64_t budget, size_t mem, const char *dflt,
                                natka__log *log) {
@@ -137,16 +141,16 @@ static void rules_errors_clear_route(void **state) {
       {"local l = {} for i = 1, 65 do l[i] = 't' end return l",
        "65 destinations"},
       {"while true do end", "instruction budget exhausted (100000"},
-      {"local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1000) .. i end",
+      {"local t = { 'x' } for i = 2, 1e9 do t[i] = t[i - 1] .. t[i - 1] end",
        "out of memory (limit 8 MiB)"},
   };
   natka__rules *r = new_rules(100000, 8 << 20, NULL, NULL);
-  natka_event *ev = event("k", "");
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     char src[256], err[1024];
     snprintf(src, sizeof(src), "return { route = function(ev) %s end }",
              cases[i].body);
     add(r, "m", src);
+    natka_event *ev = event("k", "");
     natka__route out;
     assert_int_equal(natka__rules_route(r, ev, &out, err, sizeof(err)),
                      NATKA_ERULE);
@@ -156,8 +160,10 @@ static void rules_errors_clear_route(void **state) {
     assert_null(out.dests);
     assert_string_equal(out.rule, "m");
     natka__route_clear(&out);
+    natka_event_free(ev);
   }
   /* ... and the state still routes. */
+  natka_event *ev = event("k", "");
   add(r, "m", "return { route = function() return 'ok' end }");
   natka__route out;
   assert_int_equal(natka__rules_route(r, ev, &out, NULL, 0), 0);
@@ -281,7 +287,7 @@ static void rules_detach_view(void **state) {
   natka__rules_free(r);
 }
 
-static char last_line[512];
+static char last_line[4096];
 
 static void capture(natka_log_level level, const char *msg, void *data) {
   (void)data;
@@ -301,6 +307,70 @@ static void rules_print_logs(void **state) {
   assert_string_equal(last_line, "info rule 'talk': saw\tk");
   natka__route_clear(&out);
   natka_event_free(ev);
+  natka__rules_free(r);
+  natka__log_destroy(&log);
+}
+
+/* What print() sent to the log during one test. */
+static size_t log_lines, log_bytes;
+
+static void count(natka_log_level level, const char *msg, void *data) {
+  (void)data;
+  capture(level, msg, NULL);
+  log_lines++;
+  log_bytes += strlen(msg);
+}
+
+/* A newline in a printed value forged a log line; every control character
+ * is now escaped (the tab between values stays a tab). */
+static void rules_print_escapes(void **state) {
+  (void)state;
+  natka__log log;
+  assert_int_equal(natka__log_init(&log, count, NULL, NATKA_LOG_INFO), 0);
+  natka__rules *r = new_rules(0, 0, NULL, &log);
+  add(r, "talk",
+      "return { route = function(ev)\n"
+      "  print('ok\\n2024-01-01 ERROR forged', 'a\\tb\\r\\27[31m\\\\', "
+      "'\\0\\127\\200')\n"
+      "end }");
+  natka_event *ev = event("k", "");
+  natka__route out;
+  log_lines = 0;
+  assert_int_equal(natka__rules_route(r, ev, &out, NULL, 0), 0);
+  assert_int_equal(log_lines, 1);
+  assert_string_equal(last_line, "info rule 'talk': ok\\n2024-01-01 ERROR "
+                                 "forged\ta\\tb\\r\\x1b[31m\\\\\t"
+                                 "\\x00\\x7f\310");
+  natka__route_clear(&out);
+  natka_event_free(ev);
+  natka__rules_free(r);
+  natka__log_destroy(&log);
+}
+
+/* One event printed 521 MB of log; a call now logs at most 1 KiB and an
+ * event at most 8 KiB, then one line saying so. */
+static void rules_print_bounded(void **state) {
+  (void)state;
+  natka__log log;
+  assert_int_equal(natka__log_init(&log, count, NULL, NATKA_LOG_INFO), 0);
+  natka__rules *r = new_rules(2000000, 64 << 20, NULL, &log);
+  add(r, "talk",
+      "local big = ('x'):rep(1000000)\n"
+      "return { route = function(ev)\n"
+      "  for i = 1, 1e9 do print(big, i) end\n"
+      "end }");
+  for (int i = 0; i < 2; i++) {
+    natka_event *ev = event("k", "");
+    natka__route out;
+    log_lines = log_bytes = 0;
+    assert_int_equal(natka__rules_route(r, ev, &out, NULL, 0), NATKA_ERULE);
+    if (log_bytes > 10000 || log_lines > 10)
+      fail_msg("%zu lines, %zu bytes", log_lines, log_bytes);
+    assert_string_equal(last_line, "info rule 'talk': print() output of this "
+                                   "event stopped at 8192 bytes");
+    natka__route_clear(&out);
+    natka_event_free(ev);
+  }
   natka__rules_free(r);
   natka__log_destroy(&log);
 }
@@ -812,6 +882,440 @@ static void rules_new_limits(void **state) {
   natka__route_clear(NULL);
 }
 
+/* ------------------------------------------------------------ limits */
+
+/* Seconds since since_ns, as they would be in a plain build: sanitized
+ * builds run several times slower. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SLOWDOWN 4.0
+#else
+#define SLOWDOWN 1.0
+#endif
+static double elapsed_s(int64_t since_ns) {
+  return (double)(natka__mono_ns() - since_ns) / 1e9 / SLOWDOWN;
+}
+
+/* CPU seconds this process used, scaled the same way: for work whose wall
+ * time depends too much on what else the machine runs. */
+static double cpu_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9) / SLOWDOWN;
+}
+
+static natka__rules *new_limited(int64_t budget, int64_t time_ms,
+                                 int64_t load_ms) {
+  natka__rules_opts opts = {.instr_budget = budget,
+                            .time_limit_ms = time_ms,
+                            .load_time_limit_ms = load_ms,
+                            .mem_limit = 64 << 20};
+  natka__rules *r = NULL;
+  char err[256];
+  assert_int_equal(natka__rules_new(&r, &opts, err, sizeof(err)), 0);
+  return r;
+}
+
+/* The route error of one event, and how long it took. */
+static double route_fails(natka__rules *r, const char *want) {
+  natka_event *ev = event("k", "");
+  natka__route out;
+  char err[1024];
+  int64_t t0 = natka__mono_ns();
+  assert_int_equal(natka__rules_route(r, ev, &out, err, sizeof(err)),
+                   NATKA_ERULE);
+  double s = elapsed_s(t0);
+  if (strstr(err, want) == NULL)
+    fail_msg("'%s' not in '%s'", want, err);
+  natka__route_clear(&out);
+  natka_event_free(ev);
+  return s;
+}
+
+/* A loop with a budget of billions of instructions (many seconds) stops at
+ * the time limit, well under a second, even through pcall. */
+static void rules_time_limit(void **state) {
+  (void)state;
+  natka__rules *r = new_limited((int64_t)3 << 30, 100, 0);
+  add(r, "m",
+      "return { route = function()\n"
+      "  while true do pcall(function() while true do end end) end\n"
+      "end }");
+  double s = route_fails(r, "rule 'm': time limit exceeded (100 ms per event)");
+  assert_true(s < 1.0);
+  /* one instruction that reads a 20 MB string (about 18 ms of CPU each): the
+   * hook must come often enough that few of them run past the deadline
+   * (every 1,000 instructions: 5 s or more) */
+  add(r, "m",
+      "local n = ('1'):rep(2e7)\n"
+      "return { route = function() while true do local _ = n + 0 end end }");
+  double cpu = cpu_s();
+  route_fails(r, "rule 'm': time limit exceeded (100 ms per event)");
+  cpu = cpu_s() - cpu;
+  print_message("%.2f s of CPU\n", cpu);
+  if (cpu >= 2.0)
+    fail_msg("took %.1f s of CPU", cpu);
+  add(r, "m", "return { route = function() return 'ok' end }");
+  natka_event *ev = event("k", "");
+  natka__route out;
+  assert_int_equal(natka__rules_route(r, ev, &out, NULL, 0), 0);
+  natka__route_clear(&out);
+  natka_event_free(ev);
+  natka__rules_free(r);
+}
+
+/* 1,024 self-test cases, each using most of its own budget, took 15 s of
+ * the loop at a reload; the load time limit rejects the set instead. */
+static void rules_load_time_limit(void **state) {
+  (void)state;
+  natka__rules *r = new_limited(1000000, 0, 300);
+  add(r, "slow",
+      "local tests = {}\n"
+      "for i = 1, 1024 do\n"
+      "  tests[i] = { event = { kind = 'k' }, expect = { 'ok' } }\n"
+      "end\n"
+      "return { route = function()\n"
+      "  for i = 1, 900000 do end return 'ok' end, tests = tests }");
+  char err[1024];
+  int64_t t0 = natka__mono_ns();
+  assert_int_equal(natka__rules_selftest(r, err, sizeof(err)), NATKA_ERULE);
+  assert_true(elapsed_s(t0) < 1.0);
+  assert_string_equal(err, "module 'slow': time limit exceeded (300 ms to "
+                           "load and self-test the rule set)");
+  /* what is left of the load time bounds loading more modules too */
+  assert_int_equal(
+      natka__rules_add_module(r, "more", "return {}", 9, err, sizeof(err)),
+      NATKA_ERULE);
+  assert_string_equal(err, "module 'more': time limit exceeded (300 ms to "
+                           "load and self-test the rule set)");
+  natka__rules_free(r);
+}
+
+/* Standard functions whose work the instruction counter does not see:
+ * each case must end (with its answer or the error) well under a second,
+ * under an instruction budget alone and under a time limit alone. */
+static void rules_helpers_bounded(void **state) {
+  (void)state;
+  static const struct {
+    int64_t budget, time_ms;
+    const char *body, *want; /* want: a topic, or part of the error */
+  } cases[] = {
+      /* 6 s at budget 1,000 before: a loop in C, allocating nothing */
+      {1000, 0, "table.move({}, 1, 1 << 27, 1)", "at most 1048576"},
+      {10000, 0, "table.move({}, 1, 500000, 1)",
+       "instruction budget exhausted (10000 instructions)"},
+      {0, 100, "while true do table.move({}, 1, 1 << 20, 1) end",
+       "time limit exceeded (100 ms per event)"},
+      /* a shift over a length a metamethod made up */
+      {1000, 0,
+       "table.remove(setmetatable({}, { __len = function() return 1 << 40 "
+       "end }), 1)",
+       "__len"},
+      {1000, 0,
+       "table.insert(setmetatable({}, { __len = function() return 1 << 40 "
+       "end }), 1, 'x')",
+       "__len"},
+      {1000, 0,
+       "table.sort(setmetatable({}, { __len = function() return 1 << 30 "
+       "end }))",
+       "__len"},
+      {10000, 0,
+       "local t = {} for i = 1, 5000 do t[i] = 5000 - i end "
+       "for i = 1, 1e9 do table.sort(t) end",
+       "instruction budget exhausted"},
+      /* elements a C metamethod makes up, no Lua code in between */
+      {10000, 0,
+       "local t = setmetatable({}, { __index = table.concat })\n"
+       "return table.concat(t, '', 1, 500000)",
+       "instruction budget exhausted"},
+      {0, 100,
+       "local t = setmetatable({}, { __index = table.concat })\n"
+       "while true do table.concat(t, '', 1, 1 << 20) end",
+       "time limit exceeded"},
+      {10000, 0, "for i = 1, 1e9 do local _ = table.unpack({}, 1, 1e5) end",
+       "instruction budget exhausted"},
+      /* an endless loop of empty copies before */
+      {1000, 0, "return #string.rep('', 1 << 50) == 0 and 'empty'", "empty"},
+      {1000, 0, "return #string.rep('', 1 << 50, '') == 0 and 'empty'",
+       "empty"},
+      {10000, 0, "for i = 1, 1e9 do local _ = string.rep('x', 1e5) end",
+       "instruction budget exhausted"},
+      {10000, 0,
+       "local s = ('x'):rep(5000)\n"
+       "for i = 1, 1e9 do local _ = s:byte(1, -1) end",
+       "instruction budget exhausted"},
+      {10000, 0,
+       "local s = ('x'):rep(5000)\n"
+       "for i = 1, 1e9 do local _ = utf8.codepoint(s, 1, -1) end",
+       "instruction budget exhausted"},
+      {10000, 0,
+       "local s = ('x'):rep(1e6)\n"
+       "for i = 1, 1e9 do local _ = utf8.len(s) end",
+       "instruction budget exhausted"},
+      {10000, 0,
+       "local s = ('x'):rep(1e6)\n"
+       "for i = 1, 1e9 do local _ = utf8.offset(s, -1) end",
+       "instruction budget exhausted"},
+      {10000, 0,
+       "local s = ('1'):rep(1e6)\n"
+       "for i = 1, 1e9 do local _ = tonumber(s) end",
+       "instruction budget exhausted"},
+      {10000, 0,
+       "local s = ('x'):rep(1e6)\n"
+       "for i = 1, 1e9 do local _ = s:upper() end",
+       "instruction budget exhausted"},
+      /* ordinary use still works */
+      {10000, 0,
+       "local t = { 'c', 'a', 'b' } table.sort(t) table.insert(t, 1, 'x')\n"
+       "table.remove(t) local u = table.move(t, 1, 3, 2, {})\n"
+       "return table.concat({ table.unpack(u, 2, 4) }, '.') .. '.' ..\n"
+       "  ('ab'):rep(2, '-') .. '.' .. ('z'):byte() .. '.' .. utf8.len('é')",
+       "x.a.b.ab-ab.122.1"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    natka__rules *r = new_limited(cases[i].budget, cases[i].time_ms, 0);
+    char src[1024], err[1024];
+    snprintf(src, sizeof(src), "return { route = function(ev) %s end }",
+             cases[i].body);
+    add(r, "m", src);
+    natka_event *ev = event("k", "");
+    natka__route out;
+    int64_t t0 = natka__mono_ns();
+    int rc = natka__rules_route(r, ev, &out, err, sizeof(err));
+    double s = elapsed_s(t0);
+    if (rc == 0 && strcmp(out.dests[0].topic, cases[i].want) != 0)
+      fail_msg("case %zu: routed to '%s', want '%s'", i, out.dests[0].topic,
+               cases[i].want);
+    if (rc != 0 && strstr(err, cases[i].want) == NULL)
+      fail_msg("case %zu: '%s' not in '%s'", i, cases[i].want, err);
+    if (s >= 1.0)
+      fail_msg("case %zu: took %.1f s", i, s);
+    natka__route_clear(&out);
+    natka_event_free(ev);
+    natka__rules_free(r);
+  }
+}
+
+/* ------------------------------------------------------------ mask_json */
+
+/* {"f1":1,"f2":2,...} with n members. */
+static char *members_json(size_t n, size_t *len) {
+  char *buf = malloc(n * 24 + 2), *p = buf;
+  assert_non_null(buf);
+  *p++ = '{';
+  for (size_t i = 1; i <= n; i++)
+    p += sprintf(p, "%s\"f%zu\":%zu", i > 1 ? "," : "", i, i);
+  *p++ = '}';
+  *len = (size_t)(p - buf);
+  return buf;
+}
+
+static natka_event *event_with(const char *data, size_t len) {
+  natka_event *ev = NULL;
+  assert_int_equal(natka_event_new(&ev), 0);
+  assert_int_equal(natka_event_set_kind(ev, "k"), 0);
+  assert_int_equal(natka_event_set_data(ev, data, len), 0);
+  return ev;
+}
+
+/* Every member was compared with every field: 40,000 members and 65,536
+ * fields took 62 s. */
+static void rules_mask_json_many_fields(void **state) {
+  (void)state;
+  natka__rules *r = new_limited(1000000, 0, 0);
+  add(r, "m",
+      "local fields = {}\n"
+      "for i = 1, 65536 do fields[i] = 'g' .. i end\n"
+      "fields[#fields + 1] = 'f40000'\n"
+      "return { route = function(ev)\n"
+      "  return { topic = 't', data = natka.mask_json(ev.data, fields) }\n"
+      "end }");
+  size_t len;
+  char *data = members_json(40000, &len);
+  natka_event *ev = event_with(data, len);
+  natka__route out;
+  char err[1024];
+  int64_t t0 = natka__mono_ns();
+  if (natka__rules_route(r, ev, &out, err, sizeof(err)) != 0)
+    fail_msg("%s", err);
+  assert_true(elapsed_s(t0) < 1.0);
+  const char *tail = out.dests[0].data + out.dests[0].data_len - 16;
+  assert_string_equal(tail, ",\"f40000\":\"***\"}");
+  natka__route_clear(&out);
+  natka_event_free(ev);
+  free(data);
+  natka__rules_free(r);
+}
+
+static long max_rss_mb(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024;
+}
+
+/* A 10 MB document was parsed by cJSON outside the memory cap: hundreds of
+ * MB of RSS at a cap of 64 MiB. Now what it takes counts against the cap. */
+static void rules_mask_json_memory(void **state) {
+  (void)state;
+  size_t n = 5000000, len = 0; /* {"a":[0,0,...],"f7":7}: 10 MB */
+  char *data = malloc(2 * n + 32);
+  assert_non_null(data);
+  len += (size_t)sprintf(data, "{\"a\":[");
+  for (size_t i = 0; i < n; i++) {
+    data[len++] = '0';
+    data[len++] = ',';
+  }
+  len--;
+  len += (size_t)sprintf(data + len, "],\"f7\":7}");
+  natka_event *ev = event_with(data, len);
+  natka__route out;
+  char err[1024];
+
+  natka__rules *r = new_limited(0, 0, 0); /* 64 MiB */
+  add(r, "m",
+      "return { route = function(ev)\n"
+      "  return { topic = 't', data = natka.mask_json(ev.data, { 'f7' }) }\n"
+      "end }");
+  long before = max_rss_mb();
+  if (natka__rules_route(r, ev, &out, err, sizeof(err)) != 0)
+    fail_msg("%s", err);
+  long grew = max_rss_mb() - before;
+  print_message("max RSS grew by %ld MB\n", grew);
+  if (grew > 150)
+    fail_msg("RSS grew by %ld MB", grew);
+  assert_int_equal(out.dests[0].data_len, len + 4); /* 7 -> "***" */
+  natka__route_clear(&out);
+  natka__rules_free(r);
+
+  natka__rules_opts opts = {.mem_limit = 16 << 20};
+  assert_int_equal(natka__rules_new(&r, &opts, err, sizeof(err)), 0);
+  add(r, "m",
+      "return { route = function(ev)\n"
+      "  return { topic = 't', data = natka.mask_json(ev.data, { 'f7' }) }\n"
+      "end }");
+  assert_int_equal(natka__rules_route(r, ev, &out, err, sizeof(err)),
+                   NATKA_ERULE);
+  assert_non_null(strstr(err, "out of memory (limit 16 MiB)"));
+  natka__route_clear(&out);
+  natka__rules_free(r);
+  natka_event_free(ev);
+  free(data);
+}
+
+/* Bytes malloc holds, mmap'ed blocks included. */
+static size_t heap_bytes(void) {
+  struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd;
+}
+
+/* The masked text was malloc'ed, then pushed into Lua: when that push hit
+ * the cap, the text leaked (12 MB per event). */
+static void rules_mask_json_no_leak(void **state) {
+  (void)state;
+  size_t len;
+  char *data = members_json(400000, &len); /* about 6 MB */
+  natka__rules_opts opts = {.mem_limit = 16 << 20};
+  natka__rules *r = NULL;
+  char err[1024];
+  assert_int_equal(natka__rules_new(&r, &opts, err, sizeof(err)), 0);
+  add(r, "m",
+      "return { route = function(ev)\n"
+      "  local ballast = ('x'):rep(4500000)\n"
+      "  return { topic = 't', data = natka.mask_json(ev.data, { 'f7' }) ..\n"
+      "           ballast:sub(1, 1) }\n"
+      "end }");
+  size_t used = 0;
+  for (int i = 0; i < 6; i++) {
+    natka_event *ev = event_with(data, len);
+    natka__route out;
+    assert_int_equal(natka__rules_route(r, ev, &out, err, sizeof(err)),
+                     NATKA_ERULE);
+    assert_non_null(strstr(err, "out of memory"));
+    natka__route_clear(&out);
+    natka_event_free(ev);
+    if (i == 0)
+      used = heap_bytes();
+  }
+  size_t grew = heap_bytes() - used;
+  if (grew > (4u << 20))
+    fail_msg("the heap grew by %zu bytes over 5 events", grew);
+  natka__rules_free(r);
+  free(data);
+}
+
+/* --------------------------------------------------------------- answers */
+
+/* One 16 KiB string, referenced by 1,024 headers of 64 destinations: the
+ * C copies of that answer reached 1 GB of RSS. */
+static void rules_answer_bounded(void **state) {
+  (void)state;
+  natka__rules_opts opts = {.instr_budget = 1000000,
+                            .mem_limit = 64 << 20,
+                            .max_answer_bytes = 8 << 20};
+  natka__rules *r = NULL;
+  char err[1024];
+  assert_int_equal(natka__rules_new(&r, &opts, err, sizeof(err)), 0);
+  add(r, "m",
+      "local v = ('x'):rep(16384)\n"
+      "local h = {} for i = 1, 1024 do h[i] = { 'h', v } end\n"
+      "local d = {} for i = 1, 64 do d[i] = { topic = 't', headers = h } end\n"
+      "return { route = function(ev) return d end }");
+  natka_event *ev = event("k", "");
+  natka__route out;
+  long before = max_rss_mb();
+  int64_t t0 = natka__mono_ns();
+  assert_int_equal(natka__rules_route(r, ev, &out, err, sizeof(err)),
+                   NATKA_ERULE);
+  assert_true(elapsed_s(t0) < 1.0);
+  long grew = max_rss_mb() - before;
+  print_message("max RSS grew by %ld MB\n", grew);
+  assert_true(grew < 50);
+  assert_string_equal(err, "rule 'm': destination 1: headers[512]: the "
+                           "answer carries more than 8388608 bytes "
+                           "(rules.max_answer_bytes)");
+  assert_null(out.dests);
+  natka__route_clear(&out);
+  natka_event_free(ev);
+  natka__rules_free(r);
+}
+
+/* What the copies of an answer hold, for the caller to count. */
+static void rules_answer_bytes(void **state) {
+  (void)state;
+  natka__rules_opts opts = {.max_answer_bytes = 40};
+  natka__rules *r = NULL;
+  char err[1024];
+  assert_int_equal(natka__rules_new(&r, &opts, err, sizeof(err)), 0);
+  add(r, "m",
+      "return { route = function(ev)\n"
+      "  if ev.kind == 'big' then return { 'a', { topic = 'b', key = 'k',\n"
+      "    data = ('d'):rep(40), headers = { { 'n', 'vv' } } } } end\n"
+      "  return { 'a', { topic = 'b', key = 'k', data = 'ddd',\n"
+      "    headers = { { 'n', 'vv' } } } }\n"
+      "end }");
+  natka_event *ev = event("k", "");
+  natka__route out;
+  assert_int_equal(natka__rules_route(r, ev, &out, err, sizeof(err)), 0);
+  assert_int_equal(out.bytes, 1 + 1 + 1 + 3 + 1 + 2); /* a, b, k, ddd, n, vv */
+  natka__route_clear(&out);
+  assert_int_equal(out.bytes, 0);
+  natka_event_free(ev);
+  ev = event("big", "");
+  assert_int_equal(natka__rules_route(r, ev, &out, err, sizeof(err)),
+                   NATKA_ERULE);
+  assert_string_equal(err, "rule 'm': destination 2: the answer carries "
+                           "more than 40 bytes (rules.max_answer_bytes)");
+  natka__route_clear(&out);
+  natka_event_free(ev);
+  ev = event("some.kind", ""); /* the default route counts too */
+  natka__rules_free(r);
+  r = new_rules(0, 0, NULL, NULL);
+  assert_int_equal(natka__rules_route(r, ev, &out, err, sizeof(err)), 0);
+  assert_int_equal(out.bytes, strlen("some.kind"));
+  natka__route_clear(&out);
+  natka_event_free(ev);
+  natka__rules_free(r);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(rules_route_forms),
     cmocka_unit_test(rules_default_topic),
@@ -821,6 +1325,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(rules_load_file),
     cmocka_unit_test(rules_detach_view),
     cmocka_unit_test(rules_print_logs),
+    cmocka_unit_test(rules_print_escapes),
+    cmocka_unit_test(rules_print_bounded),
     cmocka_unit_test(rules_survive_full_memory),
     cmocka_unit_test(rules_memory_sweep),
     cmocka_unit_test(rules_memory_sweep_load),
@@ -832,6 +1338,14 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(rules_switches),
     cmocka_unit_test(rules_selftest_results),
     cmocka_unit_test(rules_memory_sweep_verdicts),
+    cmocka_unit_test(rules_time_limit),
+    cmocka_unit_test(rules_load_time_limit),
+    cmocka_unit_test(rules_helpers_bounded),
+    cmocka_unit_test(rules_mask_json_many_fields),
+    cmocka_unit_test(rules_mask_json_memory),
+    cmocka_unit_test(rules_mask_json_no_leak),
+    cmocka_unit_test(rules_answer_bounded),
+    cmocka_unit_test(rules_answer_bytes),
 };
 
 NATKA_TEST_MAIN(tests)

@@ -63,7 +63,7 @@ ratio() { # a b -> a / b with 2 decimals, or "?"
 
 field() { # name key -> value from RESULTS[name]
   local kv
-  for kv in ${RESULTS[$1]}; do
+  for kv in ${RESULTS[$1]:-}; do
     [[ $kv == "$2="* ]] && { echo "${kv#*=}"; return; }
   done
   echo "?"
@@ -74,7 +74,7 @@ field() { # name key -> value from RESULTS[name]
 med() {
   local i
   for ((i = 1; i <= REPEAT; i++)); do field "$2_$i" "$1"; done |
-    grep -E '^[0-9.]+$' | sort -n |
+    awk '/^[0-9.]+$/' | sort -n |
     awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "?" }'
 }
 # med_cpu PREFIX: the median CPU µs per event of the program measured over
@@ -91,15 +91,22 @@ kilo() { # events/s -> "129k/s"
   awk -v e="$1" 'BEGIN { if (e ~ /^[0-9.]+$/) printf "%.0fk/s", e / 1000; else printf "?" }'
 }
 
+# Runs that failed (no RESULT) count in none of the three below.
 median_run() { # phase size -> the run name with the median eps (lower middle)
   local i
   for ((i = 1; i <= REPEAT; i++)); do
     echo "$(field "$1_$2_$i" eps) $1_$2_$i"
-  done | sort -n | sed -n "$(((REPEAT + 1) / 2))p" | cut -d' ' -f2
+  done | awk '/^[0-9.]+ /' | sort -n |
+    awk '{ v[NR] = $2 } END { if (NR) print v[int((NR + 1) / 2)] }'
 }
 spread() { # phase size -> "min-max" eps over the runs
   local i
   for ((i = 1; i <= REPEAT; i++)); do field "$1_$2_$i" eps; done |
-    sort -n | sed -n '1h; $ { H; x; s/\n/-/; p }'
+    awk '/^[0-9.]+$/' | sort -n | sed -n '1h; $ { H; x; s/\n/-/; p }'
+}
+failures() { # prefix -> how many of the runs PREFIX_1..PREFIX_R failed
+  local i n=0
+  for ((i = 1; i <= REPEAT; i++)); do [[ -n ${RESULTS[$1_$i]:-} ]] || n=$((n + 1)); done
+  echo "$n"
 }
 size_label() { if (($1 == 1024)); then echo "1 KiB"; else echo "$1 B"; fi; }

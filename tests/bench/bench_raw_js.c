@@ -8,15 +8,15 @@
  *                [--batch 2048] [--max-ack-pending 2048]
  *
  * The defaults are the best found on the reference machine (2 cores,
- * shared with nats-server and Kafka) by `scripts/bench --tune`: fetches of
- * 1024, 2048 and 4096 with max ack pending equal to the fetch and twice it,
- * events of 100 B and 1 KiB, three sweeps of 3 to 5 interleaved runs.
- * 2048 / 2048 had the highest sum of its median relative to the fastest of
- * each sweep and size (5.76 of 6; 1024 / 1024 5.63, 4096 / 8192 5.24, the
- * others below 5): about 120k events/s at 100 B and 67-89k at 1 KiB, 1.8
- * and 4.5 CPU µs per event. A max ack pending above the fetch never helped.
- * The medians move by ±30% from sweep to sweep there: rerun --tune
- * elsewhere.
+ * shared with nats-server and Kafka) in three sweeps of 3 to 5 interleaved
+ * runs, one by hand and two with `scripts/bench --tune`: fetches of 1024,
+ * 2048 and 4096 with max ack pending equal to the fetch and twice it,
+ * events of 100 B and 1 KiB. 2048 / 2048 had the highest sum of its median
+ * relative to the fastest of each sweep and size (5.76 of 6; 1024 / 1024
+ * 5.63, 4096 / 8192 5.24, the others below 5): about 120k events/s at
+ * 100 B and 67-89k at 1 KiB, 1.8 and 4.5 CPU µs per event. A max ack
+ * pending above the fetch did not help overall. The medians move by ±30%
+ * from sweep to sweep there: rerun --tune elsewhere.
  *
  * The clock starts once the consumer is bound and stops when the last ack
  * has been flushed to the server. Prints RESULT name=raw_jetstream, with

@@ -15,15 +15,15 @@
  *                   [--transactional K]
  *
  * The defaults are the best found on the reference machine (2 cores,
- * shared with nats-server and Kafka) by `scripts/bench --tune`: linger.ms 5,
- * 20 and 50 with batch.size 262144 and 1000000, events of 100 B and 1 KiB
- * into 4 partitions, three sweeps of 3 to 5 interleaved runs. linger.ms 20
- * with batch.size 1000000 had the highest sum of its median relative to the
- * fastest of each sweep and size (4.97 of 6; 50 / 1000000 4.95, 20 / 262144
- * 4.85, 5 / 1000000 4.66): about 54-83k events/s at 100 B and 55-59k at
- * 1 KiB, 5-7 CPU µs per event. The medians move by ±30% from sweep to sweep
- * there: rerun --tune elsewhere. --property sets any other librdkafka
- * property (after the others).
+ * shared with nats-server and Kafka) in three sweeps of 3 to 5 interleaved
+ * runs, one by hand and two with `scripts/bench --tune`: linger.ms 5, 20
+ * and 50 with batch.size 262144 and 1000000, events of 100 B and 1 KiB into
+ * 4 partitions. linger.ms 20 with batch.size 1000000 had the highest sum of
+ * its median relative to the fastest of each sweep and size (4.97 of 6;
+ * 50 / 1000000 4.95, 20 / 262144 4.85, 5 / 1000000 4.66): about 54-83k
+ * events/s at 100 B and 55-59k at 1 KiB, 5-7 CPU µs per event. The medians
+ * move by ±30% from sweep to sweep there: rerun --tune elsewhere.
+ * --property sets any other librdkafka property (after the others).
  *
  * --window W keeps at most W messages awaiting their delivery report, as
  * natka does with jetstream.max_ack_pending: it shows how much of natka's

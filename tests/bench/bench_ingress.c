@@ -242,7 +242,7 @@ int main(int argc, char **argv) {
   const char *name = raw ? "raw_js_publish" : PROG;
 
   char err[512];
-  if (!raw && bench_kafka_topic(brokers, topic, err, sizeof(err)) != 0)
+  if (!raw && bench_kafka_topic(brokers, topic, 0, err, sizeof(err)) != 0)
     bench_die(PROG, "%s", err);
 
   char *payload = bench_payload((size_t)size);

@@ -11,12 +11,15 @@
  *               --stream NAME --durable NAME --topic T --size B --events N
  *               [--set KEY=VALUE ...] [--transactional] [--log FILE]
  *               [--timeout SECONDS] [--stall SECONDS] [--progress]
+ *               [--partitions P]
  *
  * --timeout (default 600) bounds the whole run; --stall (default 0: none)
  * ends it sooner when the ack floor has not moved for that long. --set passes
  * `-s KEY=VALUE` to natka after the configuration file (may be repeated).
  * --progress prints the consumer's ack floor to stderr every 100 ms, to see
- * where the time goes (start-up, ramp, steady rate).
+ * where the time goes (start-up, ramp, steady rate). --partitions P creates
+ * the topic with P partitions (default: the broker's); an existing topic
+ * with another count is an error.
  *
  * --transactional is for a natka writing Kafka transactions: each commit
  * adds a control record (commit marker) to every partition it wrote, and
@@ -78,13 +81,14 @@ static const char usage[] =
     "[--log FILE]\n"
     "                   [--timeout SECONDS] [--stall SECONDS] "
     "[--progress]\n"
+    "                   [--partitions P]\n"
     "Runs the natka daemon until its consumer has acked the whole "
     "stream.\n";
 
 int main(int argc, char **argv) {
   const char *natka = NULL, *config = NULL, *url = NULL, *brokers = NULL,
              *stream = NULL, *durable = NULL, *topic = NULL, *log = NULL;
-  int64_t size = -1, events = -1, timeout_s = 600, stall_s = 0;
+  int64_t size = -1, events = -1, timeout_s = 600, stall_s = 0, partitions = 0;
   int progress = 0, transactional = 0;
   bench_list sets = {0};
   const bench_opt opts[] = {BENCH_STR("natka", &natka, 1),
@@ -101,11 +105,12 @@ int main(int argc, char **argv) {
                             BENCH_FLAG("progress", &progress),
                             BENCH_LIST("set", &sets),
                             BENCH_FLAG("transactional", &transactional),
+                            BENCH_INT("partitions", &partitions, 0, 10000, 0),
                             {NULL}};
   bench_options(argc, argv, opts, usage);
 
   char err[512];
-  if (bench_kafka_topic(brokers, topic, err, sizeof(err)) != 0)
+  if (bench_kafka_topic(brokers, topic, (int)partitions, err, sizeof(err)) != 0)
     bench_die(PROG, "%s", err);
   int64_t records_before =
       bench_kafka_records(brokers, topic, err, sizeof(err));

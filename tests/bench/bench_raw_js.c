@@ -1,16 +1,27 @@
 /*
  * bench_raw_js: the JetStream baseline. Consumes N events from a filled
- * stream with nats.c alone, the way natka's source does: a durable pull
- * consumer (explicit acks, deliver all, the same batch and max ack pending),
- * fetching batches and acking every message. No decoding, no Kafka.
+ * stream with nats.c alone, at its best: a durable pull consumer (explicit
+ * acks, deliver all) fetching K messages at a time and acking every one
+ * (natsMsg_Ack, no wait). No decoding, no Kafka.
  *
  *   bench_raw_js --url URL --stream NAME --durable NAME --size B --events N
- *                [--batch 100] [--max-ack-pending 1000]
+ *                [--batch 2048] [--max-ack-pending 2048]
+ *
+ * The defaults are the best found on the reference machine (2 cores,
+ * shared with nats-server and Kafka) in three sweeps of 3 to 5 interleaved
+ * runs, one by hand and two with `scripts/bench --tune`: fetches of 1024,
+ * 2048 and 4096 with max ack pending equal to the fetch and twice it,
+ * events of 100 B and 1 KiB. 2048 / 2048 had the highest sum of its median
+ * relative to the fastest of each sweep and size (5.76 of 6; 1024 / 1024
+ * 5.63, 4096 / 8192 5.24, the others below 5): about 120k events/s at
+ * 100 B and 67-89k at 1 KiB, 1.8 and 4.5 CPU µs per event. A max ack
+ * pending above the fetch did not help overall. The medians move by ±30%
+ * from sweep to sweep there: rerun --tune elsewhere.
  *
  * The clock starts once the consumer is bound and stops when the last ack
  * has been flushed to the server. Prints RESULT name=raw_jetstream, with
- * extra fields cpu (CPU seconds of this process) and startup (seconds to the
- * first batch).
+ * extra fields cpu (CPU seconds of this process while the clock ran),
+ * startup (seconds to the first batch), batch and max_ack_pending.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +43,7 @@ static const char usage[] =
 
 int main(int argc, char **argv) {
   const char *url = NULL, *stream = NULL, *durable = NULL;
-  int64_t size = -1, events = -1, batch = 100, max_ack_pending = 1000;
+  int64_t size = -1, events = -1, batch = 2048, max_ack_pending = 2048;
   const bench_opt opts[] = {
       BENCH_STR("url", &url, 1),
       BENCH_STR("stream", &stream, 1),
@@ -73,6 +84,7 @@ int main(int argc, char **argv) {
 
   int64_t got = 0, bytes = 0;
   int idle = 0;
+  double cpu0 = bench_cpu_self();
   double t0 = bench_now(), t_first = -1;
   while (got < events) {
     natsMsgList list = {0};
@@ -99,13 +111,15 @@ int main(int argc, char **argv) {
   if ((st = natsConnection_Flush(nc)) != NATS_OK)
     bench_die(PROG, "flushing acks: %s", natsStatus_GetText(st));
   double secs = bench_now() - t0;
+  double cpu = bench_cpu_self() - cpu0;
   if (bytes != got * size)
     bench_die(PROG, "received %lld bytes, expected %lld", (long long)bytes,
               (long long)(got * size));
 
-  char extra[96];
-  snprintf(extra, sizeof(extra), "cpu=%.2f startup=%.3f batch=%lld",
-           bench_cpu_self(), t_first, (long long)batch);
+  char extra[128];
+  snprintf(extra, sizeof(extra),
+           "cpu=%.3f startup=%.3f batch=%lld max_ack_pending=%lld", cpu,
+           t_first, (long long)batch, (long long)max_ack_pending);
   bench_result(PROG, (size_t)size, got, secs, extra);
 
   natsSubscription_Destroy(sub);

@@ -1,13 +1,29 @@
 /*
- * bench_raw_kafka: the Kafka baseline. Produces N messages of B bytes with
- * librdkafka alone, configured like natka's producer by default (idempotent,
- * acks=all, linger.ms 5, batch.size 1000000, no compression, no key), and
- * waits for every delivery report. The topic is created before the clock
- * starts.
+ * bench_raw_kafka: the Kafka baseline. Produces N events of B bytes with
+ * librdkafka alone, as natka writes the events bench_fill publishes: the
+ * same headers (bench_event_make, ce-* as ce_*, ce_specversion), the key
+ * taken from x-account, the timestamp from ce-time. Idempotent, acks=all,
+ * no compression (natka's default), linger.ms and batch.size at their best
+ * (below); waits for every delivery report. The topic is created before the
+ * clock starts, with --partitions P partitions (default: the broker's). The
+ * events are made before the clock starts too (POOL distinct ones, reused
+ * in turn), so that the CPU measured is librdkafka's.
  *
  *   bench_raw_kafka --brokers HOST:PORT --topic T --size B --events N
- *                   [--linger-ms 5] [--batch-size 1000000] [--window W]
+ *                   [--partitions P] [--linger-ms 20] [--batch-size 1000000]
+ *                   [--property KEY=VALUE ...] [--window W]
  *                   [--transactional K]
+ *
+ * The defaults are the best found on the reference machine (2 cores,
+ * shared with nats-server and Kafka) in three sweeps of 3 to 5 interleaved
+ * runs, one by hand and two with `scripts/bench --tune`: linger.ms 5, 20
+ * and 50 with batch.size 262144 and 1000000, events of 100 B and 1 KiB into
+ * 4 partitions. linger.ms 20 with batch.size 1000000 had the highest sum of
+ * its median relative to the fastest of each sweep and size (4.97 of 6;
+ * 50 / 1000000 4.95, 20 / 262144 4.85, 5 / 1000000 4.66): about 54-83k
+ * events/s at 100 B and 55-59k at 1 KiB, 5-7 CPU µs per event. The medians
+ * move by ±30% from sweep to sweep there: rerun --tune elsewhere.
+ * --property sets any other librdkafka property (after the others).
  *
  * --window W keeps at most W messages awaiting their delivery report, as
  * natka does with jetstream.max_ack_pending: it shows how much of natka's
@@ -22,13 +38,15 @@
  * The window does not apply then.
  *
  * Prints RESULT name=raw_kafka (raw_kafka_txn when transactional), with
- * extra fields cpu (CPU seconds of this process) and startup (seconds to
- * the first delivery report); when transactional also txn (K),
+ * extra fields cpu (CPU seconds of this process while the clock ran),
+ * startup (seconds to the first delivery report), linger_ms, batch_size and
+ * window; when transactional also txn (K),
  * transactions (committed) and init (seconds of init_transactions).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
@@ -39,6 +57,9 @@
 #define FLUSH_TIMEOUT_MS 300000
 #define TXN_INIT_TIMEOUT_MS 30000
 #define TXN_RETRIES 10 /* of a retriable init or commit */
+#define POOL 4096      /* distinct events, made before the clock starts */
+#define LINGER_MS "20"
+#define BATCH_SIZE "1000000"
 
 typedef struct {
   int64_t delivered, failed;
@@ -110,29 +131,33 @@ static void txn_begin(rd_kafka_t *rk) {
 static const char usage[] =
     "Usage: bench_raw_kafka --brokers HOST:PORT --topic T "
     "--size BYTES --events N\n"
-    "                       [--linger-ms MS] [--batch-size BYTES] "
-    "[--window W]\n"
-    "                       [--transactional K]\n"
-    "Produces N messages with an idempotent producer and waits for "
+    "                       [--partitions P] [--linger-ms MS] "
+    "[--batch-size BYTES]\n"
+    "                       [--property KEY=VALUE ...] [--window W] "
+    "[--transactional K]\n"
+    "Produces N events with an idempotent producer and waits for "
     "all delivery reports;\n"
     "with --transactional, commits a transaction every K messages.\n";
 
 int main(int argc, char **argv) {
-  const char *brokers = NULL, *topic = NULL, *linger = "5",
-             *batch_size = "1000000";
-  int64_t size = -1, events = -1, window = 0, txn = 0;
+  const char *brokers = NULL, *topic = NULL, *linger = LINGER_MS,
+             *batch_size = BATCH_SIZE;
+  int64_t size = -1, events = -1, window = 0, txn = 0, partitions = 0;
+  bench_list props = {0};
   const bench_opt opts[] = {BENCH_STR("brokers", &brokers, 1),
                             BENCH_STR("topic", &topic, 1),
                             BENCH_SIZE_EVENTS(&size, &events),
+                            BENCH_INT("partitions", &partitions, 0, 10000, 0),
                             BENCH_STR("linger-ms", &linger, 0),
                             BENCH_STR("batch-size", &batch_size, 0),
+                            BENCH_LIST("property", &props),
                             BENCH_INT("window", &window, 0, INT32_MAX, 0),
                             BENCH_INT("transactional", &txn, 1, INT32_MAX, 0),
                             {NULL}};
   bench_options(argc, argv, opts, usage);
 
   char err[512];
-  if (bench_kafka_topic(brokers, topic, err, sizeof(err)) != 0)
+  if (bench_kafka_topic(brokers, topic, (int)partitions, err, sizeof(err)) != 0)
     bench_die(PROG, "%s", err);
 
   counts c = {0};
@@ -143,6 +168,16 @@ int main(int argc, char **argv) {
   set(kc, "linger.ms", linger);
   set(kc, "batch.size", batch_size);
   set(kc, "compression.codec", "none");
+  for (int i = 0; i < props.n; i++) {
+    char key[128];
+    const char *eq = strchr(props.v[i], '=');
+    if (eq == NULL || eq == props.v[i] ||
+        (size_t)(eq - props.v[i]) >= sizeof(key))
+      bench_die(PROG, "--property wants KEY=VALUE, got '%s'", props.v[i]);
+    memcpy(key, props.v[i], (size_t)(eq - props.v[i]));
+    key[eq - props.v[i]] = '\0';
+    set(kc, key, eq + 1);
+  }
   if (txn > 0) {
     char id[64];
     snprintf(id, sizeof(id), "bench_raw_txn_%d", (int)getpid());
@@ -174,7 +209,14 @@ int main(int argc, char **argv) {
   }
 
   char *payload = bench_payload((size_t)size);
+  bench_event *pool = malloc(POOL * sizeof(*pool));
+  if (pool == NULL)
+    bench_die(PROG, "out of memory");
+  uint64_t seed = (uint64_t)time(NULL) << 20 ^ (uint64_t)getpid();
+  for (int64_t i = 0; i < POOL; i++)
+    bench_event_make(&pool[i], seed, i, 1);
   int64_t transactions = 0, in_txn = -1; /* -1: no transaction open */
+  double cpu0 = bench_cpu_self();
   double t0 = bench_now();
   for (int64_t i = 0; i < events;) {
     if (txn > 0 && in_txn < 0) {
@@ -185,9 +227,18 @@ int main(int argc, char **argv) {
       rd_kafka_poll(rk, 1);
       continue;
     }
+    const bench_event *ev = &pool[i % POOL];
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new((size_t)ev->n);
+    for (int h = 0; h < ev->n; h++)
+      rd_kafka_header_add(hdrs, ev->h[h].name, -1, ev->h[h].value, -1);
     rd_kafka_resp_err_t e = rd_kafka_producev(
         rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_VALUE(payload, (size_t)size), RD_KAFKA_V_END);
+        RD_KAFKA_V_KEY(ev->key, strlen(ev->key)),
+        RD_KAFKA_V_VALUE(payload, (size_t)size),
+        RD_KAFKA_V_TIMESTAMP(ev->ts_ms), RD_KAFKA_V_HEADERS(hdrs),
+        RD_KAFKA_V_END);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+      rd_kafka_headers_destroy(hdrs); /* kept by librdkafka only on success */
     if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       rd_kafka_poll(rk, 1); /* let delivery reports make room */
       continue;
@@ -208,6 +259,7 @@ int main(int argc, char **argv) {
   }
   rd_kafka_resp_err_t e = rd_kafka_flush(rk, FLUSH_TIMEOUT_MS);
   double secs = bench_now() - t0;
+  double cpu = bench_cpu_self() - cpu0;
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
     bench_die(PROG, "flush: %s (%lld of %lld delivered)", rd_kafka_err2str(e),
               (long long)c.delivered, (long long)events);
@@ -217,9 +269,11 @@ int main(int argc, char **argv) {
               rd_kafka_err2str(c.first_err));
 
   char extra[192];
-  int len = snprintf(
-      extra, sizeof(extra), "cpu=%.2f startup=%.3f linger_ms=%s window=%lld",
-      bench_cpu_self(), c.first_report - t0, linger, (long long)window);
+  int len =
+      snprintf(extra, sizeof(extra),
+               "cpu=%.3f startup=%.3f linger_ms=%s batch_size=%s "
+               "window=%lld",
+               cpu, c.first_report - t0, linger, batch_size, (long long)window);
   if (txn > 0)
     snprintf(extra + len, sizeof(extra) - (size_t)len,
              " txn=%lld transactions=%lld init=%.3f", (long long)txn,
@@ -227,6 +281,7 @@ int main(int argc, char **argv) {
   bench_result(txn > 0 ? PROG "_txn" : PROG, (size_t)size, c.delivered, secs,
                extra);
 
+  free(pool);
   free(payload);
   rd_kafka_destroy(rk);
   return 0;

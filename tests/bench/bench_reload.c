@@ -413,7 +413,7 @@ int main(int argc, char **argv) {
   bench_options(argc, argv, opts, usage);
 
   char err[512];
-  if (bench_kafka_topic(brokers, topic, err, sizeof(err)) != 0)
+  if (bench_kafka_topic(brokers, topic, 0, err, sizeof(err)) != 0)
     bench_die(PROG, "%s", err);
 
   natsConnection *nc = NULL, *pub_nc = NULL;

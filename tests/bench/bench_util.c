@@ -133,6 +133,82 @@ char *bench_payload(size_t size) {
   return p;
 }
 
+static uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+/* Writes the low 4 * n bits of v as n lowercase hex digits. */
+static char *hex(char *out, uint64_t v, int n) {
+  static const char digits[] = "0123456789abcdef";
+  for (int i = n - 1; i >= 0; i--, v >>= 4)
+    out[i] = digits[v & 15];
+  return out + n;
+}
+
+void bench_event_make(bench_event *ev, uint64_t seed, int64_t i, int kafka) {
+  static const char *const kinds[] = {
+      "com.example.order.created", "com.example.order.paid",
+      "com.example.payment.authorized", "com.example.shipment.dispatched"};
+  static const char *const priorities[] = {"priority:normal", "priority:high"};
+  uint64_t r1 = splitmix64(seed + (uint64_t)i * 2);
+  uint64_t r2 = splitmix64(seed + (uint64_t)i * 2 + 1);
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  ev->ts_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+
+  /* UUIDv7: 48 bits of ms, version 7, 12 random bits, variant 10, 62
+   * random bits; the event's number in the low bits keeps ids unique. */
+  char *p = ev->id;
+  p = hex(p, (uint64_t)ev->ts_ms >> 16, 8);
+  *p++ = '-';
+  p = hex(p, (uint64_t)ev->ts_ms, 4);
+  *p++ = '-';
+  p = hex(p, 0x7000 | (r1 & 0xfff), 4);
+  *p++ = '-';
+  p = hex(p, 0x8000 | ((r1 >> 12) & 0x3fff), 4);
+  *p++ = '-';
+  p = hex(p, ((r2 << 16) & 0xffffffff0000ULL) | ((uint64_t)i & 0xffff), 12);
+  *p = '\0';
+
+  struct tm tm;
+  gmtime_r(&now.tv_sec, &tm);
+  size_t n = strftime(ev->time, sizeof(ev->time), "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(ev->time + n, sizeof(ev->time) - n, ".%03ldZ",
+           now.tv_nsec / 1000000);
+
+  p = ev->traceparent;
+  memcpy(p, "00-", 3);
+  p = hex(p + 3, splitmix64(r1), 16);
+  p = hex(p, splitmix64(r2), 16);
+  *p++ = '-';
+  p = hex(p, splitmix64(r1 ^ r2), 16);
+  memcpy(p, "-01", 4);
+
+  snprintf(ev->tenant, sizeof(ev->tenant), "tenant-%02u",
+           (unsigned)(r2 >> 40) % 16);
+  snprintf(ev->account, sizeof(ev->account), "acct-%05u",
+           (unsigned)(r1 >> 32) % BENCH_ACCOUNTS);
+  ev->key = ev->account;
+
+  int k = 0;
+  ev->h[k++] = (bench_header){kafka ? "ce_id" : "ce-id", ev->id};
+  ev->h[k++] = (bench_header){kafka ? "ce_type" : "ce-type", kinds[r2 % 4]};
+  ev->h[k++] = (bench_header){kafka ? "ce_source" : "ce-source",
+                              "//orders.example.com/eu-west-1"};
+  ev->h[k++] = (bench_header){kafka ? "ce_time" : "ce-time", ev->time};
+  if (kafka)
+    ev->h[k++] = (bench_header){"ce_specversion", "1.0"};
+  ev->h[k++] = (bench_header){"traceparent", ev->traceparent};
+  ev->h[k++] = (bench_header){"x-tenant", ev->tenant};
+  ev->h[k++] = (bench_header){"x-account", ev->account};
+  ev->h[k++] = (bench_header){"x-tag", priorities[(r1 >> 8) % 8 == 0]};
+  ev->h[k++] = (bench_header){"x-tag", "region:eu-west-1"};
+  ev->n = k;
+}
+
 void bench_result(const char *name, size_t size, int64_t events, double seconds,
                   const char *extra) {
   double eps = seconds > 0 ? (double)events / seconds : 0;
@@ -194,8 +270,8 @@ static int topic_partitions(rd_kafka_t *rk, rd_kafka_topic_t *rkt) {
   return n;
 }
 
-int bench_kafka_topic(const char *brokers, const char *topic, char *err,
-                      size_t errlen) {
+int bench_kafka_topic(const char *brokers, const char *topic, int partitions,
+                      char *err, size_t errlen) {
   int rc = -1;
   rd_kafka_queue_t *q = NULL;
   rd_kafka_event_t *ev = NULL;
@@ -205,7 +281,8 @@ int bench_kafka_topic(const char *brokers, const char *topic, char *err,
   if (rk == NULL)
     return -1;
 
-  nt = rd_kafka_NewTopic_new(topic, -1, -1, err, errlen);
+  nt = rd_kafka_NewTopic_new(topic, partitions > 0 ? partitions : -1, -1, err,
+                             errlen);
   if (nt == NULL)
     goto done;
   q = rd_kafka_queue_new(rk);
@@ -231,7 +308,13 @@ int bench_kafka_topic(const char *brokers, const char *topic, char *err,
 
   rkt = rd_kafka_topic_new(rk, topic, NULL);
   for (int waited = 0; waited < TOPIC_WAIT_MS; waited += 100) {
-    if (topic_partitions(rk, rkt) > 0) {
+    int n = topic_partitions(rk, rkt);
+    if (n > 0 && partitions > 0 && n != partitions) {
+      snprintf(err, errlen, "topic %s exists with %d partitions, not %d", topic,
+               n, partitions);
+      goto done;
+    }
+    if (n > 0) {
       rc = 0;
       goto done;
     }

@@ -1,8 +1,9 @@
 /*
  * Helpers shared by the benchmark programs in tests/bench: a monotonic clock,
  * option parsing, connecting to JetStream, starting and stopping natka, the
- * payload every program sends, percentiles, the RESULT line that
- * scripts/bench reads, and making a Kafka topic ahead of a run.
+ * payload every program sends and the headers of a throughput event,
+ * percentiles, the RESULT line that scripts/bench reads, and making a Kafka
+ * topic ahead of a run.
  *
  * RESULT line (one per program run, on stdout):
  *   RESULT name=<n> size=<B> events=<N> seconds=<s> eps=<events/s>
@@ -99,6 +100,35 @@ void bench_js_close(natsConnection *nc, jsCtx *js);
  * frees it. Exits when out of memory. */
 char *bench_payload(size_t size);
 
+/*
+ * The headers of a throughput event, as a real one carries them: a
+ * CloudEvents id (UUIDv7), kind, source and time, a W3C traceparent, a
+ * tenant, the account the event belongs to (x-account, one of
+ * BENCH_ACCOUNTS values: the rules read it and make it the Kafka key), and
+ * one name given twice (x-tag). bench_fill publishes them on NATS;
+ * bench_raw_kafka produces what natka writes on Kafka for such an event
+ * (ce-* written ce_*, ce_specversion added, the key taken from x-account).
+ */
+#define BENCH_ACCOUNTS 400
+#define BENCH_EVENT_HEADERS 10
+
+typedef struct bench_header {
+  const char *name, *value;
+} bench_header;
+
+typedef struct bench_event {
+  bench_header h[BENCH_EVENT_HEADERS];
+  int n;
+  const char *key; /* the value of x-account */
+  int64_t ts_ms;   /* ce-time, ms since the epoch */
+  char id[37], time[32], traceparent[56], tenant[16], account[16];
+} bench_event;
+
+/* Fills ev with event number i of a run whose ids start at `seed`, timed
+ * now (CLOCK_REALTIME); kafka selects the header names natka writes on
+ * Kafka. ev's strings live in ev itself. */
+void bench_event_make(bench_event *ev, uint64_t seed, int64_t i, int kafka);
+
 /* Prints the RESULT line; `extra` (may be NULL or "") is appended as is,
  * e.g. "cpu=1.20 batch=100". */
 void bench_result(const char *name, size_t size, int64_t events, double seconds,
@@ -114,11 +144,13 @@ double bench_pct(const double *sorted, size_t n, double p);
 void bench_die(const char *prog, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
 
-/* Creates `topic` with the broker's default partitions and replication
- * unless it exists, and waits until every partition has a leader, so that
- * topic creation stays out of every timed window. 0 or -1 (err filled). */
-int bench_kafka_topic(const char *brokers, const char *topic, char *err,
-                      size_t errlen);
+/* Creates `topic` with `partitions` partitions (0: the broker's default)
+ * and the default replication unless it exists, and waits until every
+ * partition has a leader, so that topic creation stays out of every timed
+ * window. An existing topic with another partition count is an error. 0 or
+ * -1 (err filled). */
+int bench_kafka_topic(const char *brokers, const char *topic, int partitions,
+                      char *err, size_t errlen);
 
 /* Records in `topic` (sum over partitions of high - low watermark), or -1
  * (err filled). */

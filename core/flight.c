@@ -513,6 +513,13 @@ static void dispatch_rest(natka__flight *f) {
     finish(f, NATKA_DROPPED, NATKA__SETTLE_ACK);
     goto done;
   }
+  /* What the answer carries (topics, keys, replaced data, headers) is
+   * copied into the producer's queue until delivery: it counts against
+   * limits.max_inflight_bytes like the event itself, and is given back when
+   * the flight is settled. */
+  f->bytes += (int64_t)route.bytes;
+  gw->inflight_bytes += (int64_t)route.bytes;
+  natka__gateway_update_pressure(gw);
   int kafka =
       natka__switches_mode(gw->switches) != NATKA__MODE_NATS_ONLY || d.decided;
   int dual = d.kind == NATKA__DEGRADE_DUAL;

@@ -127,20 +127,13 @@ static const char *kill_text(int why) {
  * its very next instruction, until the error reaches our lua_pcall (Redis
  * does the same).
  */
+static void charge(lua_State *L, natka__rules *r, int64_t units);
+
 static void budget_hook(lua_State *L, lua_Debug *ar) {
   natka__rules *r = rules_of(L);
   (void)ar;
   r->refuse = 0; /* the error below needs a little memory */
-  if (!r->killed) {
-    r->used += HOOK_STEP;
-    if (r->used > r->limit)
-      stop(r, NATKA__KILL_INSTR);
-    else if (r->deadline != 0 && natka__mono_ns() > r->deadline)
-      stop(r, r->deadline_kind);
-    else
-      return;
-  }
-  luaL_error(L, "%s", kill_text(r->killed));
+  charge(L, r, HOOK_STEP);
 }
 
 /* Marks the work stopped and makes the hook fire on every instruction. */
@@ -185,10 +178,10 @@ void natka__rules_disarm(natka__rules *r) {
   r->refuse = 0;
 }
 
-void natka__rules_charge(lua_State *L, int64_t units) {
-  natka__rules *r = rules_of(L);
-  if (r->acct == NULL)
-    return; /* not budgeted work (the prelude's self-test code) */
+/* Adds `units` to what the current call used; raises once the budget or
+ * the deadline is past (and again at every later charge of a stopped
+ * call, so that a pcall inside the rule cannot swallow the stop). */
+static void charge(lua_State *L, natka__rules *r, int64_t units) {
   if (!r->killed) {
     r->used += units;
     if (r->used > r->limit)
@@ -199,6 +192,13 @@ void natka__rules_charge(lua_State *L, int64_t units) {
       return;
   }
   luaL_error(L, "%s", kill_text(r->killed));
+}
+
+void natka__rules_charge(lua_State *L, int64_t units) {
+  natka__rules *r = rules_of(L);
+  if (r->acct == NULL)
+    return; /* not budgeted work (the prelude's self-test code) */
+  charge(L, r, units);
 }
 
 /* ------------------------------------------------------- what rules see */

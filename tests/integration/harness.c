@@ -584,6 +584,29 @@ void it_status_key(char *out, size_t len, const char *name) {
       *p = '_';
 }
 
+cJSON *it_status_wait(it_test *t, it_js *j, const char *bucket,
+                      const char *name, const char *stat, double want,
+                      int64_t timeout_ms) {
+  char key[256];
+  kvStore *kv = it_kv_open(t, j, bucket, 1);
+  int64_t deadline = it_now_ms() + timeout_ms;
+  cJSON *json = NULL;
+  it_status_key(key, sizeof(key), name);
+  do {
+    cJSON_Delete(json);
+    char *text = it_kv_get(t, kv, key);
+    json = text != NULL ? cJSON_Parse(text) : NULL;
+    free(text);
+    if (json != NULL && it_json_num(json, stat) >= want)
+      break;
+    it_sleep_ms(500);
+  } while (it_now_ms() < deadline);
+  kvStore_Destroy(kv);
+  if (json == NULL)
+    IT_FAIL(t, "no status under %s in %s", key, bucket);
+  return json;
+}
+
 /* ------------------------------------------------------------ JSON status */
 
 static const cJSON *json_at(const cJSON *j, const char *path) {

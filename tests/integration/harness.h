@@ -261,6 +261,13 @@ void it_kv_delete(it_test *t, kvStore *kv, const char *key);
 /* The value under key as a NUL-terminated heap string (free it), or NULL
  * when the key does not exist or was deleted. */
 char *it_kv_get(it_test *t, kvStore *kv, const char *key);
+/* The status record natka `name` keeps in `bucket` (rules.status_bucket),
+ * once the number at `stat` ("stats.forbidden") is at least `want`; after
+ * timeout_ms the last record read (fails when there was none).
+ * cJSON_Delete() it. */
+cJSON *it_status_wait(it_test *t, it_js *j, const char *bucket,
+                      const char *name, const char *stat, double want,
+                      int64_t timeout_ms);
 /* natka's status key for nats.name = name: "<hostname>-<name>", each with
  * the characters outside [A-Za-z0-9_-] replaced by '_'. */
 void it_status_key(char *out, size_t len, const char *name);

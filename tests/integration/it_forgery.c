@@ -140,27 +140,6 @@ static void request_with_controls(run *x, it_js *js) {
   natsMsg_Destroy(reply);
 }
 
-static cJSON *wait_forbidden(run *x, it_js *js, int want) {
-  char key[256];
-  kvStore *kv = it_kv_open(x->t, js, x->status_bucket, 1);
-  int64_t deadline = it_now_ms() + 30000;
-  cJSON *j = NULL;
-  it_status_key(key, sizeof(key), x->name);
-  do {
-    cJSON_Delete(j);
-    char *text = it_kv_get(x->t, kv, key);
-    j = text != NULL ? cJSON_Parse(text) : NULL;
-    free(text);
-    if (j != NULL && it_json_num(j, "stats.forbidden") >= want)
-      break;
-    it_sleep_ms(500);
-  } while (it_now_ms() < deadline);
-  kvStore_Destroy(kv);
-  if (j == NULL)
-    IT_FAIL(x->t, "no status under %s in %s", key, x->status_bucket);
-  return j;
-}
-
 /* A dead letter claiming to be an ETOOBIG from another stream: the replay
  * must not read that stream. */
 static void replay_stays_in_its_stream(run *x) {
@@ -239,7 +218,8 @@ int main(int argc, char **argv) {
   IT_CHECK_INT(&t, x.forged_checked, ==, 1);
   IT_CHECK_INT(&t, x.good_seen, ==, 1);
   IT_CHECK_INT(&t, x.ttl_seen, ==, 1);
-  cJSON *j = wait_forbidden(&x, &js, N_FORBIDDEN);
+  cJSON *j = it_status_wait(&t, &js, x.status_bucket, x.name, "stats.forbidden",
+                            N_FORBIDDEN, 30000);
   IT_CHECK_INT(&t, (int)it_json_num(j, "stats.forbidden"), ==, N_FORBIDDEN);
   cJSON_Delete(j);
 

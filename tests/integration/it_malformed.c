@@ -400,29 +400,6 @@ static void check_case(run *r, int bus, size_t c) {
 
 /* The status natka writes to KV: its counters once they are at least
  * what the events sent so far make. */
-static cJSON *wait_status(run *r, it_js *js, int64_t malformed,
-                          int64_t oversized) {
-  char key[256];
-  kvStore *kv = it_kv_open(r->t, js, r->status_bucket, 1);
-  int64_t deadline = it_now_ms() + 30000;
-  cJSON *j = NULL;
-  it_status_key(key, sizeof(key), r->name);
-  do {
-    cJSON_Delete(j);
-    char *text = it_kv_get(r->t, kv, key);
-    j = text != NULL ? cJSON_Parse(text) : NULL;
-    free(text);
-    if (j != NULL && it_json_num(j, "stats.malformed") >= malformed &&
-        it_json_num(j, "stats.oversized") >= oversized)
-      break;
-    it_sleep_ms(500);
-  } while (it_now_ms() < deadline);
-  kvStore_Destroy(kv);
-  if (j == NULL)
-    IT_FAIL(r->t, "no status under %s in %s", key, r->status_bucket);
-  return j;
-}
-
 static void check_counters(run *r, it_js *js) {
   int64_t malformed = 0, oversized = 0, refused = 0;
   for (size_t i = 0; i < N_ALL; i++) {
@@ -432,7 +409,10 @@ static void check_counters(run *r, it_js *js) {
     oversized += want == DEAD && strcmp(k->code, "ETOOBIG") == 0;
     refused += want == REFUSE;
   }
-  cJSON *j = wait_status(r, js, malformed, oversized);
+  cJSON_Delete(it_status_wait(r->t, js, r->status_bucket, r->name,
+                              "stats.malformed", (double)malformed, 30000));
+  cJSON *j = it_status_wait(r->t, js, r->status_bucket, r->name,
+                            "stats.oversized", (double)oversized, 30000);
   it_log(r->t, "status: malformed %.0f, oversized %.0f, ingress_refused %.0f",
          it_json_num(j, "stats.malformed"), it_json_num(j, "stats.oversized"),
          it_json_num(j, "stats.ingress_refused"));

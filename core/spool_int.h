@@ -16,6 +16,11 @@
  * 16 bytes. */
 #define NATKA__SPOOL_MARK_BYTES 24
 
+/* The largest sequence number a segment name, the floor or the reservation
+ * may hold. natka counts from 1 and never gets near it; a larger one (or 0)
+ * is not natka's, and would wrap the arithmetic on positions. */
+#define NATKA__SPOOL_MAX_SEQ ((uint64_t)INT64_MAX)
+
 /* The first bytes of every record, and of the floor file. */
 extern const unsigned char natka__spool_rec_magic[4];
 extern const unsigned char natka__spool_floor_magic[4];

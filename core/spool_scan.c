@@ -299,6 +299,10 @@ static int list_segments(natka__spool *sp, uint64_t **out, size_t *n, char *err,
     if (strlen(nm) != 24 || strspn(nm, "0123456789") != 20 ||
         strcmp(nm + 20, ".seg") != 0)
       continue;
+    /* 20 digits can say more than a uint64: strtoull gives UINT64_MAX. */
+    uint64_t first = strtoull(nm, NULL, 10);
+    if (first == 0 || first > NATKA__SPOOL_MAX_SEQ)
+      continue;
     if (*n == cap) {
       cap = cap ? cap * 2 : 16;
       uint64_t *nv = realloc(v, cap * sizeof(*nv));
@@ -309,7 +313,7 @@ static int list_segments(natka__spool *sp, uint64_t **out, size_t *n, char *err,
       }
       v = nv;
     }
-    v[(*n)++] = strtoull(nm, NULL, 10);
+    v[(*n)++] = first;
   }
   closedir(d);
   if (*n > 0)

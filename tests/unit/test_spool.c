@@ -849,6 +849,34 @@ static void test_sequences_are_never_reused(void **state) {
   done(&f);
 }
 
+/* Found by fuzzing (tests/fuzz/corpus/spool/segment-zero): a segment file
+ * named 0 was scanned as if any sequence could open it (0 is what "any"
+ * means to the scan), then every record in it failed to read as "changed
+ * since open". Next to it, a name of 20 digits above UINT64_MAX made open
+ * fail. Neither is natka's: they are not segments. */
+static void
+test_segment_names_natka_never_writes_are_not_segments(void **state) {
+  (void)state;
+  char one[512], zero[600], huge[600];
+  fixture f = {0};
+  make_dir(&f);
+  open_with(&f, opts(4096, 0));
+  append_n(&f, 1, 1);
+  natka__spool_segment_path(f.sp, 1, one, sizeof(one));
+  assert_int_equal(natka__spool_close(f.sp, NULL, 0), 0);
+  snprintf(zero, sizeof(zero), "%s/00000000000000000000.seg", f.dir);
+  assert_int_equal(rename(one, zero), 0);
+  snprintf(huge, sizeof(huge), "%s/99999999999999999999.seg", f.dir);
+  int fd = open(huge, O_WRONLY | O_CREAT, 0600);
+  assert_true(fd >= 0);
+  close(fd);
+  open_with(&f, opts(4096, 0));
+  assert_int_equal(f.rep.segments, 0);
+  assert_int_equal(f.rep.pending, 0);
+  expect_end(&f);
+  done(&f);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_records_come_back_in_order_across_segments),
     cmocka_unit_test(test_reopen_keeps_everything),
@@ -858,6 +886,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_a_torn_tail_at_every_byte_is_cut_and_reported),
     cmocka_unit_test(test_a_flipped_byte_in_the_middle_is_detected),
     cmocka_unit_test(test_sequences_are_never_reused),
+    cmocka_unit_test(test_segment_names_natka_never_writes_are_not_segments),
     cmocka_unit_test(test_corruption_in_an_older_segment_skips_only_its_rest),
     cmocka_unit_test(test_read_only_open_reports_without_cutting),
     cmocka_unit_test(test_a_bad_floor_file_replays_everything),

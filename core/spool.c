@@ -162,7 +162,8 @@ static uint64_t read_reserved(const natka__spool *sp) {
   ssize_t n = read(fd, b, sizeof(b));
   close(fd);
   if (n != NATKA__SPOOL_MARK_BYTES || memcmp(b, seq_magic, 4) != 0 ||
-      XXH64(b, 16, 0) != natka__spool_get64(b + 16))
+      XXH64(b, 16, 0) != natka__spool_get64(b + 16) ||
+      natka__spool_get64(b + 8) > NATKA__SPOOL_MAX_SEQ)
     return 0;
   return natka__spool_get64(b + 8);
 }

@@ -344,9 +344,10 @@ int natka__spool_read_floor(natka__spool *sp, natka__spool_report *rep,
     return natka__spool_io_fail(err, errlen, "read", path, e);
   if (n != NATKA__SPOOL_MARK_BYTES ||
       memcmp(b, natka__spool_floor_magic, 4) != 0 ||
-      XXH64(b, 16, 0) != natka__spool_get64(b + 16)) {
+      XXH64(b, 16, 0) != natka__spool_get64(b + 16) ||
+      natka__spool_get64(b + 8) > NATKA__SPOOL_MAX_SEQ) {
     add_problem(rep, path, 0, (uint64_t)n, 0, 0,
-                "bad floor file (%zd bytes, bad magic or checksum)", n);
+                "bad floor file (%zd bytes, bad magic, checksum or value)", n);
     if (rep->nproblems > 0)
       rep->problems[rep->nproblems - 1].floor_file = 1;
     return 0;

@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "runner.h"
 
 #include "event_int.h"
@@ -849,6 +851,25 @@ static void test_sequences_are_never_reused(void **state) {
   done(&f);
 }
 
+/* Writes <dir>/<name> as the spool writes its floor and seq files: magic,
+ * 4 zero bytes, the value, XXH64 of the first 16 bytes. */
+static void write_mark(fixture *f, const char *name, const char *magic,
+                       uint64_t v) {
+  unsigned char b[24] = {0};
+  char path[600];
+  memcpy(b, magic, 4);
+  for (int i = 0; i < 8; i++)
+    b[8 + i] = (unsigned char)(v >> (8 * i));
+  uint64_t sum = XXH64(b, 16, 0);
+  for (int i = 0; i < 8; i++)
+    b[16 + i] = (unsigned char)(sum >> (8 * i));
+  snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, b, sizeof(b)), sizeof(b));
+  close(fd);
+}
+
 /* Found by fuzzing (tests/fuzz/corpus/spool/segment-zero): a segment file
  * named 0 was scanned as if any sequence could open it (0 is what "any"
  * means to the scan), then every record in it failed to read as "changed
@@ -877,6 +898,27 @@ test_segment_names_natka_never_writes_are_not_segments(void **state) {
   done(&f);
 }
 
+/* Found by fuzzing (tests/fuzz/corpus/spool/sequences-at-uint64-max): a
+ * reservation (seq file) at UINT64_MAX made the next append take that
+ * sequence and wrap next_seq to 0, so after a reopen the record counted as
+ * consumed and was never delivered; a floor of UINT64_MAX read as "no floor
+ * file". Values above NATKA__SPOOL_MAX_SEQ are refused as bad files. */
+static void test_sequences_beyond_the_maximum_are_refused(void **state) {
+  (void)state;
+  fixture f = {0};
+  make_dir(&f);
+  write_mark(&f, "seq", "NKR1", UINT64_MAX);
+  write_mark(&f, "floor", "NKF1", UINT64_MAX);
+  open_with(&f, opts(4096, 0));
+  assert_int_equal(f.rep.nproblems, 1);
+  assert_true(f.rep.problems[0].floor_file);
+  append_n(&f, 1, 1);
+  reopen(&f, opts(4096, 0));
+  assert_int_equal(f.rep.pending, 1);
+  expect_next(&f, 1, 1);
+  done(&f);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_records_come_back_in_order_across_segments),
     cmocka_unit_test(test_reopen_keeps_everything),
@@ -887,6 +929,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_a_flipped_byte_in_the_middle_is_detected),
     cmocka_unit_test(test_sequences_are_never_reused),
     cmocka_unit_test(test_segment_names_natka_never_writes_are_not_segments),
+    cmocka_unit_test(test_sequences_beyond_the_maximum_are_refused),
     cmocka_unit_test(test_corruption_in_an_older_segment_skips_only_its_rest),
     cmocka_unit_test(test_read_only_open_reports_without_cutting),
     cmocka_unit_test(test_a_bad_floor_file_replays_everything),

@@ -7,8 +7,9 @@
  *     records open counted as pending, in increasing sequence order;
  *   - what was read and acked is not offered again after a reopen, and an
  *     appended record is; the reopen finds no torn tail to cut.
- * Optionally the directory is first opened read-only and read from a
- * sequence on, as `natka spool inspect --from` does.
+ * Optionally the directory is first opened read-only, as the `natka spool`
+ * tools do: it must count and deliver the same pending records, and after
+ * a seek nothing before the sequence sought.
  *
  * Input (binary, little-endian):
  *   u8   flags: bits 0-1 segment files - 1; 4 a floor file, 8 a seq file
@@ -147,8 +148,9 @@ static natka__spool *open_spool(int read_only, natka__spool_report *rep) {
 }
 
 /* Reads until nothing is left; returns how many records came (each acked
- * unless read-only). */
-static uint64_t read_all(natka__spool *sp, uint64_t bound, int ack) {
+ * unless read-only). None may come before sequence `from`. */
+static uint64_t read_all(natka__spool *sp, uint64_t bound, uint64_t from,
+                         int ack) {
   natka__spool_rec rec;
   char err[512] = "";
   uint64_t n = 0, last = 0;
@@ -158,6 +160,8 @@ static uint64_t read_all(natka__spool *sp, uint64_t bound, int ack) {
                bound);
     FUZZ_CHECK(n == 1 || rec.seq > last,
                "record %" PRIu64 " after record %" PRIu64, rec.seq, last);
+    FUZZ_CHECK(rec.seq >= from, "record %" PRIu64 " read from %" PRIu64,
+               rec.seq, from);
     last = rec.seq;
     natka_event *ev = NULL;
     if (natka__spool_event_unpack(rec.data, rec.len, &ev) == 0)
@@ -209,13 +213,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     free(seg);
   }
 
+  /* What `natka spool inspect` shows is what natka delivers. */
   natka__spool *sp;
+  uint64_t ro_pending = UINT64_MAX;
   if (flags & F_READ_ONLY) {
     sp = open_spool(1, &rep);
-    read_all(sp, rep.records, 0);
+    ro_pending = rep.pending;
+    FUZZ_CHECK(read_all(sp, rep.records, 0, 0) == ro_pending,
+               "a read-only open delivers other than its %" PRIu64
+               " pending records",
+               ro_pending);
     int rc = natka__spool_seek(sp, seek, err, sizeof(err));
     FUZZ_CHECK(rc == 0, "seek to %" PRIu64 ": %s", seek, err);
-    read_all(sp, rep.records, 0);
+    read_all(sp, rep.records, seek, 0);
     natka__spool_close(sp, NULL, 0);
     natka__spool_report_free(&rep);
   }
@@ -224,7 +234,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uint64_t pending = rep.pending;
   FUZZ_CHECK(pending <= rep.records, "%" PRIu64 " of %" PRIu64 " pending",
              pending, rep.records);
-  uint64_t got = read_all(sp, pending, 1);
+  FUZZ_CHECK(ro_pending == UINT64_MAX || ro_pending == pending,
+             "read-only open: %" PRIu64 " pending, read-write: %" PRIu64,
+             ro_pending, pending);
+  uint64_t got = read_all(sp, pending, 0, 1);
   FUZZ_CHECK(got == pending,
              "%" PRIu64 " records read where open counted %" PRIu64 " pending",
              got, pending);
@@ -248,7 +261,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
              "%" PRIu64 " records offered again after a reopen (%" PRIu64
              " appended)",
              rep.pending, appended);
-  FUZZ_CHECK(read_all(sp, rep.pending, 1) == appended,
+  FUZZ_CHECK(read_all(sp, rep.pending, 0, 1) == appended,
              "the appended record is not read back");
   natka__spool_close(sp, NULL, 0);
   natka__spool_report_free(&rep);

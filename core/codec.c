@@ -448,7 +448,9 @@ static int set_time_attr(natka_event *ev, const natka__wire_header *h,
                          char *err, size_t errlen) {
   char buf[64];
   int64_t ts = 0;
-  int ok = h->len < sizeof(buf) && memchr(h->value, '\0', h->len) == NULL;
+  /* An empty value may come as NULL (a Kafka null header): no memchr. */
+  int ok = h->len > 0 && h->len < sizeof(buf) &&
+           memchr(h->value, '\0', h->len) == NULL;
   if (ok) {
     memcpy(buf, h->value, h->len);
     buf[h->len] = '\0';

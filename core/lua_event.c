@@ -263,7 +263,7 @@ static void add_headers(lua_State *L, natka_event *ev) {
                luaL_typename(L, -1));
   lua_Integer n = luaL_len(L, -1);
   for (lua_Integer i = 1; i <= n; i++) {
-    size_t vlen;
+    size_t vlen = 0;
     if (lua_geti(L, -1, i) != LUA_TTABLE)
       luaL_error(L, "natka.event: headers[%I] must be a {name, value} pair",
                  (LUAI_UACINT)i);

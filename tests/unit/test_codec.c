@@ -621,6 +621,22 @@ static void from_kafka_rejects_malformed(void **state) {
   natka_event_free(ev);
 }
 
+/* Found by fuzzing (tests/fuzz/corpus/codec_kafka/null-ce-time): a Kafka
+ * null header value (NULL, length 0) named ce_time went to memchr(NULL),
+ * undefined behaviour that UBSan reports. It is an empty time: malformed. */
+static void from_kafka_null_ce_time_is_malformed(void **state) {
+  (void)state;
+  const natka__wire_header null_time[] = {{"ce_time", NULL, 0}};
+  char err[128];
+  natka_event *ev = new_event();
+  assert_int_equal(natka__event_from_kafka(ev, NULL, 0, 0, null_time, 1, "v", 1,
+                                           err, sizeof(err)),
+                   NATKA_EMALFORMED);
+  assert_string_equal(err, "header ce_time: not an RFC 3339 time: ''");
+  assert_null(natka_event_id(ev));
+  natka_event_free(ev);
+}
+
 /* ---- round trips ------------------------------------------------------- */
 
 static void assert_same_event(const natka_event *a, const natka_event *b) {
@@ -759,6 +775,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(from_kafka_maps_attributes),
     cmocka_unit_test(from_kafka_defaults),
     cmocka_unit_test(from_kafka_rejects_malformed),
+    cmocka_unit_test(from_kafka_null_ce_time_is_malformed),
     cmocka_unit_test(inbound_natka_headers_are_renamed),
     cmocka_unit_test(round_trip_nats_kafka_nats),
     cmocka_unit_test(round_trip_adds_missing_source),

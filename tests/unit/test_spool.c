@@ -1074,7 +1074,78 @@ static void test_sequences_run_out_with_a_clear_error(void **state) {
   done(&f);
 }
 
+/* Writes <dir>/<name> as the spool writes its floor and seq files: magic,
+ * 4 zero bytes, the value, XXH64 of the first 16 bytes. */
+static void write_mark(fixture *f, const char *name, const char *magic,
+                       uint64_t v) {
+  unsigned char b[24] = {0};
+  char path[600];
+  memcpy(b, magic, 4);
+  for (int i = 0; i < 8; i++)
+    b[8 + i] = (unsigned char)(v >> (8 * i));
+  uint64_t sum = XXH64(b, 16, 0);
+  for (int i = 0; i < 8; i++)
+    b[16 + i] = (unsigned char)(sum >> (8 * i));
+  snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, b, sizeof(b)), sizeof(b));
+  close(fd);
+}
+
+/* Found by fuzzing (tests/fuzz/corpus/spool/segment-zero): a segment file
+ * named 0 was scanned as if any sequence could open it (0 is what "any"
+ * means to the scan), then every record in it failed to read as "changed
+ * since open". Next to it, a name of 20 digits above UINT64_MAX made open
+ * fail. Neither is natka's: they are not segments. */
+static void
+test_segment_names_natka_never_writes_are_not_segments(void **state) {
+  (void)state;
+  char one[512], zero[600], huge[600];
+  fixture f = {0};
+  make_dir(&f);
+  open_with(&f, opts(4096, 0));
+  append_n(&f, 1, 1);
+  natka__spool_segment_path(f.sp, 1, one, sizeof(one));
+  assert_int_equal(natka__spool_close(f.sp, NULL, 0), 0);
+  snprintf(zero, sizeof(zero), "%s/00000000000000000000.seg", f.dir);
+  assert_int_equal(rename(one, zero), 0);
+  snprintf(huge, sizeof(huge), "%s/99999999999999999999.seg", f.dir);
+  int fd = open(huge, O_WRONLY | O_CREAT, 0600);
+  assert_true(fd >= 0);
+  close(fd);
+  open_with(&f, opts(4096, 0));
+  assert_int_equal(f.rep.segments, 0);
+  assert_int_equal(f.rep.pending, 0);
+  expect_end(&f);
+  done(&f);
+}
+
+/* Found by fuzzing (tests/fuzz/corpus/spool/sequences-at-uint64-max): a
+ * reservation (seq file) at UINT64_MAX made the next append take that
+ * sequence and wrap next_seq to 0, so after a reopen the record counted as
+ * consumed and was never delivered; a floor of UINT64_MAX read as "no floor
+ * file". Values above NATKA__SPOOL_MAX_SEQ are refused as bad files. */
+static void test_sequences_beyond_the_maximum_are_refused(void **state) {
+  (void)state;
+  fixture f = {0};
+  make_dir(&f);
+  write_mark(&f, "seq", "NKR1", UINT64_MAX);
+  write_mark(&f, "floor", "NKF1", UINT64_MAX);
+  open_with(&f, opts(4096, 0));
+  /* Both files are reported: the floor, and the reservation. */
+  assert_int_equal(f.rep.nproblems, 2);
+  assert_true(f.rep.problems[0].floor_file || f.rep.problems[1].floor_file);
+  append_n(&f, 1, 1);
+  reopen(&f, opts(4096, 0));
+  assert_int_equal(f.rep.pending, 1);
+  expect_next(&f, 1, 1);
+  done(&f);
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_segment_names_natka_never_writes_are_not_segments),
+    cmocka_unit_test(test_sequences_beyond_the_maximum_are_refused),
     cmocka_unit_test(test_records_come_back_in_order_across_segments),
     cmocka_unit_test(test_reopen_keeps_everything),
     cmocka_unit_test(test_acks_move_a_persisted_floor_and_delete_segments),

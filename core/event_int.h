@@ -10,6 +10,21 @@ typedef struct natka__header {
   size_t len;
 } natka__header;
 
+/* Where an event goes: a topic (or subject) and what to change on the way
+ * (a route's destination, decided by the rules or the default route). */
+typedef struct natka__dest {
+  char *topic;
+  char *key; /* NULL: keep the event's key (see has_key) */
+  size_t key_len;
+  int has_key;       /* 1: the rule set a key override (key may be "") */
+  int32_t partition; /* -1: the partitioner decides */
+  char *data;        /* has_data: the payload written to this destination */
+  size_t data_len;   /* (e.g. masked with natka.mask_json) */
+  int has_data;
+  natka__header *hdrs; /* extra headers appended to the event's */
+  size_t nhdrs;
+} natka__dest;
+
 /* What rule calls have spent on one event (see rules.h): all of its route,
  * dedup and degrade calls, in every module, draw on one budget. */
 typedef struct natka__rules_spent {

@@ -8,6 +8,7 @@
 #include "config_int.h"
 #include "log.h"
 #include "pipe.h"
+#include "rules.h"
 
 const natka_config *natka__gateway_config(natka *gw);
 natka__log *natka__gateway_log(natka *gw);

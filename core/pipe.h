@@ -19,8 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "event_int.h"
 #include "natka/natka.h"
-#include "rules.h"
 
 typedef struct natka__source natka__source;
 typedef struct natka__sink natka__sink;

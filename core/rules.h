@@ -48,19 +48,6 @@
 
 typedef struct natka__rules natka__rules;
 
-typedef struct natka__dest {
-  char *topic;
-  char *key; /* NULL: keep the event's key (see has_key) */
-  size_t key_len;
-  int has_key;       /* 1: the rule set a key override (key may be "") */
-  int32_t partition; /* -1: the partitioner decides */
-  char *data;        /* has_data: the payload written to this destination */
-  size_t data_len;   /* (e.g. masked with natka.mask_json) */
-  int has_data;
-  natka__header *hdrs; /* extra headers appended to the event's */
-  size_t nhdrs;
-} natka__dest;
-
 typedef struct natka__route {
   int drop; /* 1: the rule returned natka.drop */
   natka__dest *dests;

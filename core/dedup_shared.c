@@ -8,7 +8,8 @@
 #include <nats/nats.h>
 #include <xxhash.h>
 
-#include "gateway.h"
+#include "host.h"
+#include "pipe.h"
 #include "nats_conn.h"
 #include "util.h"
 
@@ -236,13 +237,13 @@ static void on_async(uv_async_t *a) {
   }
 }
 
-int natka__claims_new(natka__claims **out, natka *gw, natka__claim_cb cb,
-                      char *err, size_t errlen) {
-  const natka_config *conf = natka__gateway_config(gw);
+int natka__claims_new(natka__claims **out, const natka__host *host,
+                      natka__claim_cb cb, char *err, size_t errlen) {
+  const natka_config *conf = host->conf;
   natka__claims *c = calloc(1, sizeof(*c));
   if (c == NULL)
     return natka__errf(err, errlen, NATKA_ENOMEM, "dedup: out of memory");
-  c->log = natka__gateway_log(gw);
+  c->log = host->log;
   c->conf = conf;
   c->cb = cb;
   int rc = NATKA_ENOMEM;
@@ -254,7 +255,7 @@ int natka__claims_new(natka__claims **out, natka *gw, natka__claim_cb cb,
       0)
     goto fail;
   rc = NATKA_ENOMEM;
-  if (uv_async_init(natka_loop(gw), &c->async, on_async) != 0)
+  if (uv_async_init(host->loop, &c->async, on_async) != 0)
     goto fail;
   c->async.data = c;
   *out = c;

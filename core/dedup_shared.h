@@ -14,7 +14,7 @@
 
 #include <stddef.h>
 
-#include "natka/natka.h"
+#include "host.h"
 
 typedef struct natka__claims natka__claims;
 
@@ -37,8 +37,8 @@ natka__claim_result natka__claims_judge(const void *value, size_t len,
 /* Called on the loop thread, once per claim, in the order asked. */
 typedef void (*natka__claim_cb)(void *opaque, natka__claim_result result);
 
-int natka__claims_new(natka__claims **out, natka *gw, natka__claim_cb cb,
-                      char *err, size_t errlen);
+int natka__claims_new(natka__claims **out, const natka__host *host,
+                      natka__claim_cb cb, char *err, size_t errlen);
 int natka__claims_start(natka__claims *c);
 
 /* Asks for key on behalf of the event `id` (both copied). The answer comes

@@ -24,11 +24,8 @@ const char *natka_version(void) {
   return "0.1.0";
 }
 
-const natka_config *natka__gateway_config(natka *gw) {
-  return gw->conf;
-}
-natka__log *natka__gateway_log(natka *gw) {
-  return &gw->log;
+const natka__host *natka__gateway_host(natka *gw) {
+  return &gw->host;
 }
 uv_loop_t *natka_loop(natka *gw) {
   return gw->loop;
@@ -97,6 +94,65 @@ static int uses_nats(const natka_config *c) {
          c->dedup_shared_bucket[0] != '\0' || c->dlq_subject[0] != '\0';
 }
 
+/* ------------------------------------------- the host lent to components */
+
+static natka *gw_of(const natka__host *h) {
+  return h->data;
+}
+
+static void host_accept(const natka__host *h, natka__source *src,
+                        natka_event *ev, void *token, const char *malformed) {
+  natka__gateway_accept(gw_of(h), src, ev, token, malformed);
+}
+
+static int host_spool(const natka__host *h, natka__source *src,
+                      natka_event *ev) {
+  return natka__gateway_spool(gw_of(h), src, ev);
+}
+
+static void host_count_drop(const natka__host *h, natka__source *src,
+                            const char *why) {
+  natka__gateway_count_drop(gw_of(h), src, why);
+}
+
+static void host_fatal(const natka__host *h, int status) {
+  natka__gateway_fatal(gw_of(h), status);
+}
+
+static natka__rules *host_swap_rules(const natka__host *h, natka__rules *rules,
+                                     uint64_t revision) {
+  return natka__gateway_swap_rules(gw_of(h), rules, revision);
+}
+
+static void host_rules_rejected(const natka__host *h) {
+  natka__gateway_rules_rejected(gw_of(h));
+}
+
+static void host_switches_changed(const natka__host *h) {
+  natka__gateway_switches_changed(gw_of(h));
+}
+
+static int64_t host_stat(const natka__host *h, const char *name) {
+  return natka_stat(gw_of(h), name);
+}
+
+/* What the gateway lends every component it builds (host.h). */
+static void host_init(natka *gw) {
+  gw->host = (natka__host){.loop = gw->loop,
+                           .log = &gw->log,
+                           .conf = gw->conf,
+                           .data = gw,
+                           .accept = host_accept,
+                           .spool = host_spool,
+                           .count_drop = host_count_drop,
+                           .fatal = host_fatal,
+                           .swap_rules = host_swap_rules,
+                           .rules_rejected = host_rules_rejected,
+                           .switches_changed = host_switches_changed,
+                           .stat_names = natka__gateway_stat_names,
+                           .stat = host_stat};
+}
+
 int natka_new(natka **out, natka_config *conf, uv_loop_t *loop, char *errbuf,
               size_t errlen) {
   natka__rules_opts ro = {0};
@@ -157,6 +213,7 @@ int natka_new(natka **out, natka_config *conf, uv_loop_t *loop, char *errbuf,
     loop = &gw->own_loop;
   }
   gw->loop = loop;
+  host_init(gw);
   *out = gw;
   return 0;
 
@@ -212,7 +269,7 @@ static void dispatch_early(natka *gw) {
 /* With transactions, the checkpoint read at start says what committed
  * transactions already hold; nothing is fetched before it is known. */
 static void on_sink_ready(natka__sink *sink) {
-  natka *gw = sink->gw;
+  natka *gw = sink->host->data;
   char err[1024];
   if (natka__sink_kafka_txn_on(sink) && gw->txn == NULL) {
     if (natka__txn_new(&gw->txn, gw, natka__sink_kafka_checkpoint(sink), err,
@@ -280,7 +337,8 @@ int natka_start(natka *gw) {
     gw->state = GW_STOPPED;
     return rc;
   }
-  if ((rc = natka__sink_kafka_new(&gw->sink, gw, natka__flight_on_delivery, err,
+  if ((rc = natka__sink_kafka_new(&gw->sink, &gw->host,
+                                  natka__flight_on_delivery, err,
                                   sizeof(err))) != 0) {
     natka__error(&gw->log, "%s", err);
     gw->state = GW_STOPPED;
@@ -299,47 +357,49 @@ int natka_start(natka *gw) {
     natka__warn(&gw->log, "kafka: %s", natka__kafka_conf_warning(gw->conf));
 
   if (gw->conf->js_enabled) {
-    if ((rc = natka__source_jetstream_new(&src, gw, err, sizeof(err))) != 0)
-      goto fail;
-    gw->sources[gw->nsources++] = src;
-    gw->sources_open++;
-  }
-  if (gw->conf->nats_subjects.n > 0) {
-    if ((rc = natka__source_nats_new(&src, gw, err, sizeof(err))) != 0)
-      goto fail;
-    gw->sources[gw->nsources++] = src;
-    gw->sources_open++;
-  }
-  if (gw->spool != NULL) {
-    if ((rc = natka__source_spool_new(&src, gw, gw->spool, err, sizeof(err))) !=
+    if ((rc = natka__source_jetstream_new(&src, &gw->host, err, sizeof(err))) !=
         0)
       goto fail;
     gw->sources[gw->nsources++] = src;
     gw->sources_open++;
   }
+  if (gw->conf->nats_subjects.n > 0) {
+    if ((rc = natka__source_nats_new(&src, &gw->host, err, sizeof(err))) != 0)
+      goto fail;
+    gw->sources[gw->nsources++] = src;
+    gw->sources_open++;
+  }
+  if (gw->spool != NULL) {
+    if ((rc = natka__source_spool_new(&src, &gw->host, gw->spool, err,
+                                      sizeof(err))) != 0)
+      goto fail;
+    gw->sources[gw->nsources++] = src;
+    gw->sources_open++;
+  }
   if (uses_nats(gw->conf)) {
-    if ((rc =
-             natka__sink_nats_new(&gw->nats_sink, gw, natka__flight_on_delivery,
-                                  err, sizeof(err))) != 0)
+    if ((rc = natka__sink_nats_new(&gw->nats_sink, &gw->host,
+                                   natka__flight_on_delivery, err,
+                                   sizeof(err))) != 0)
       goto fail;
     gw->nats_sink_open = 1;
   }
   if (gw->conf->ingress_subjects.n > 0) {
-    if ((rc = natka__ingress_new(&gw->ingress, gw, gw->spool, err,
+    if ((rc = natka__ingress_new(&gw->ingress, &gw->host, gw->spool, err,
                                  sizeof(err))) != 0 ||
         (rc = natka__ingress_start(gw->ingress)) != 0)
       goto fail;
   }
   if (gw->conf->dedup_shared_bucket[0] != '\0') {
-    if ((rc = natka__claims_new(&gw->claims, gw, natka__flight_on_claim, err,
-                                sizeof(err))) != 0)
+    if ((rc = natka__claims_new(&gw->claims, &gw->host, natka__flight_on_claim,
+                                err, sizeof(err))) != 0)
       goto fail;
     gw->claims_open = 1; /* from here on, natka_stop() closes it */
     if ((rc = natka__claims_start(gw->claims)) != 0)
       goto fail;
   }
   if (gw->conf->switches_bucket[0] != '\0') {
-    if ((rc = natka__switches_new(&gw->switches, gw, err, sizeof(err))) != 0)
+    if ((rc = natka__switches_new(&gw->switches, &gw->host, err,
+                                  sizeof(err))) != 0)
       goto fail;
     gw->switches_open = 1;
     if ((rc = natka__switches_start(gw->switches)) != 0)
@@ -347,7 +407,7 @@ int natka_start(natka *gw) {
     share_switches(gw, gw->rules);
   }
   if (kv_mode(gw->conf)) {
-    if ((rc = natka__reload_new(&gw->reload, gw, err, sizeof(err))) != 0)
+    if ((rc = natka__reload_new(&gw->reload, &gw->host, err, sizeof(err))) != 0)
       goto fail;
     gw->reload_open = 1;
     if ((rc = natka__reload_start(gw->reload)) != 0)
@@ -389,7 +449,7 @@ static void maybe_closed(natka *gw) {
 }
 
 static void on_source_closed(natka__source *src) {
-  natka *gw = src->gw;
+  natka *gw = src->host->data;
   gw->sources_open--;
   maybe_closed(gw);
 }
@@ -405,14 +465,14 @@ static void maybe_close_sources(natka *gw) {
 }
 
 static void on_nats_sink_closed(natka__sink *sink) {
-  natka *gw = sink->gw;
+  natka *gw = sink->host->data;
   gw->nats_sink_open = 0;
   maybe_close_sources(gw);
   maybe_closed(gw);
 }
 
 static void on_sink_closed(natka__sink *sink) {
-  natka *gw = sink->gw;
+  natka *gw = sink->host->data;
   sink->vt->free(sink);
   gw->sink = NULL;
   gw->sink_open = 0;
@@ -520,7 +580,7 @@ void natka__gateway_maybe_finish_stop(natka *gw) {
 }
 
 static void on_source_stopped(natka__source *src) {
-  natka *gw = src->gw;
+  natka *gw = src->host->data;
   gw->sources_stopped++;
   natka__gateway_maybe_finish_stop(gw);
 }

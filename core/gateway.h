@@ -1,6 +1,8 @@
 /*
- * What sources and sinks may ask of the gateway (internal). Every function
- * here runs on the loop thread.
+ * The gateway's calls, as the pipeline's own files (gateway.c, flight.c,
+ * txn.c) use them. Components below the gateway never include this: they
+ * get a natka__host (host.h), whose calls end up here. Every function here
+ * runs on the loop thread.
  */
 #ifndef NATKA_GATEWAY_H
 #define NATKA_GATEWAY_H
@@ -10,8 +12,8 @@
 #include "pipe.h"
 #include "rules.h"
 
-const natka_config *natka__gateway_config(natka *gw);
-natka__log *natka__gateway_log(natka *gw);
+/* The host the gateway lends its components (valid as long as gw). */
+const natka__host *natka__gateway_host(natka *gw);
 
 /*
  * A source hands over one event; the gateway owns `ev` from here on and

@@ -110,6 +110,7 @@ struct natka {
   natka_config *conf;
   natka__log log;
   uv_loop_t *loop;
+  natka__host host; /* lent to the components (host.h) */
   uv_loop_t own_loop;
   int owns_loop;
   void *data;

@@ -40,7 +40,8 @@
 #include <nats/nats.h>
 
 #include "codec.h"
-#include "gateway.h"
+#include "host.h"
+#include "pipe.h"
 #include "mailbox.h"
 #include "nats_conn.h"
 #include "spool.h"
@@ -286,16 +287,16 @@ done:
   natsMsg_Destroy(req);
 }
 
-int natka__ingress_new(natka__ingress **out, natka *gw, natka__spool *spool,
-                       char *err, size_t errlen) {
+int natka__ingress_new(natka__ingress **out, const natka__host *host,
+                       natka__spool *spool, char *err, size_t errlen) {
   natka__ingress *in = calloc(1, sizeof(*in));
   if (in == NULL)
     return natka__errf(err, errlen, NATKA_ENOMEM, "ingress: out of memory");
-  in->conf = natka__gateway_config(gw);
-  in->log = natka__gateway_log(gw);
+  in->conf = host->conf;
+  in->log = host->log;
   if (strcmp(in->conf->ingress_store, "spool") == 0 && spool != NULL) {
     if (natka__mailbox_init(
-            &in->mb, natka_loop(gw), (size_t)in->conf->handoff_events,
+            &in->mb, host->loop, (size_t)in->conf->handoff_events,
             (size_t)in->conf->handoff_bytes, store_queued, in) != 0) {
       free(in);
       return natka__errf(err, errlen, NATKA_ENOMEM, "ingress: out of memory");

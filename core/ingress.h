@@ -9,15 +9,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "natka/natka.h"
+#include "host.h"
 #include "spool.h"
 
 typedef struct natka__ingress natka__ingress;
 
 /* spool: where requests are stored with ingress.store = "spool" (owned by
  * the gateway, outliving the ingress), else NULL. */
-int natka__ingress_new(natka__ingress **out, natka *gw, natka__spool *spool,
-                       char *err, size_t errlen);
+int natka__ingress_new(natka__ingress **out, const natka__host *host,
+                       natka__spool *spool, char *err, size_t errlen);
 /* Answers what was handed to the loop and closes the loop handle; `done`
  * runs on the loop once it is closed. Loop thread, once, before free. */
 void natka__ingress_close(natka__ingress *in, void (*done)(void *data),

@@ -20,7 +20,8 @@
 #include <stdint.h>
 
 #include "event_int.h"
-#include "natka/natka.h"
+#include "host.h"
+#include "spool.h"
 
 typedef struct natka__source natka__source;
 typedef struct natka__sink natka__sink;
@@ -70,8 +71,8 @@ typedef struct natka__source_vt {
 
 struct natka__source {
   const natka__source_vt *vt;
-  natka *gw;
-  char *name; /* for logs and DLQ headers */
+  const natka__host *host; /* lent by the gateway (host.h) */
+  char *name;              /* for logs and DLQ headers */
 };
 
 /* What a sink tells the gateway about one send. */
@@ -108,18 +109,18 @@ typedef struct natka__sink_vt {
 
 struct natka__sink {
   const natka__sink_vt *vt;
-  natka *gw;
+  const natka__host *host; /* lent by the gateway (host.h) */
   natka__delivery_cb on_delivery;
 };
 
 /* The implementations. Each returns 0 or NATKA_E* with the reason in err;
  * the config must outlive the object. */
-int natka__sink_kafka_new(natka__sink **out, natka *gw, natka__delivery_cb cb,
-                          char *err, size_t errlen);
+int natka__sink_kafka_new(natka__sink **out, const natka__host *host,
+                          natka__delivery_cb cb, char *err, size_t errlen);
 /* Checks the Kafka part of a configuration without creating a producer. */
 int natka__sink_kafka_check(const natka_config *conf, char *err, size_t errlen);
-int natka__sink_nats_new(natka__sink **out, natka *gw, natka__delivery_cb cb,
-                         char *err, size_t errlen);
+int natka__sink_nats_new(natka__sink **out, const natka__host *host,
+                         natka__delivery_cb cb, char *err, size_t errlen);
 /* The bootstrap address of the embedded (mock) cluster, or NULL. */
 const char *natka__sink_kafka_embedded(natka__sink *sink);
 
@@ -156,9 +157,27 @@ int natka__sink_kafka_txn_checkpoint(natka__sink *sink, const char *value,
 void natka__sink_kafka_txn_end(natka__sink *sink, int commit,
                                natka__txn_done cb, void *data);
 
-int natka__source_jetstream_new(natka__source **out, natka *gw, char *err,
-                                size_t errlen);
-int natka__source_nats_new(natka__source **out, natka *gw, char *err,
-                           size_t errlen);
+int natka__source_jetstream_new(natka__source **out, const natka__host *host,
+                                char *err, size_t errlen);
+/*
+ * A source that offers the spool's records to the gateway in order (at most
+ * min(limits.max_inflight, 1000) unsettled), acks them in the spool on
+ * ACK/TERM, offers a NAK'ed one again after delay_ms, and runs the
+ * spool.fsync_interval_ms timer that calls natka__spool_sync() (so the floor
+ * is persisted and consumed segments deleted under every fsync policy).
+ * Records that do not unpack go to the gateway as malformed (DLQ). describe:
+ * "spool <dir> seq N"; attempt: offers of this record since start (positions
+ * and floor: none, the spool keeps its own floor). Stopping only stops
+ * offering; records still in flight are acked as they settle, and whatever
+ * is unsettled at close stays in the spool for the next run.
+ *
+ * Ownership: the gateway owns `sp` and closes it (natka__spool_close) only
+ * after this source's close callback ran; the source sets and clears the
+ * spool's notify callback. Loop thread. Errors: NATKA_ENOMEM.
+ */
+int natka__source_spool_new(natka__source **out, const natka__host *host,
+                            natka__spool *sp, char *err, size_t errlen);
+int natka__source_nats_new(natka__source **out, const natka__host *host,
+                           char *err, size_t errlen);
 
 #endif

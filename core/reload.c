@@ -9,7 +9,8 @@
 #include <cjson/cJSON.h>
 
 #include "codec.h"
-#include "gateway.h"
+#include "host.h"
+#include "pipe.h"
 #include "kv_mirror.h"
 #include "rules.h"
 #include "util.h"
@@ -17,7 +18,7 @@
 #define STATUS_EVERY_MS 10000
 
 struct natka__reload {
-  natka *gw;
+  const natka__host *host;
   natka__log *log;
   const natka_config *conf;
   natka__kv_mirror *mirror;
@@ -67,7 +68,7 @@ static void reject(natka__reload *rl, uint64_t revision, const char *why) {
   rl->rejected_reason = natka__strdup(why);
   rl->rejected_rev = revision;
   rl->rejected_at_ns = natka__now_ns();
-  natka__gateway_rules_rejected(rl->gw);
+  rl->host->rules_rejected(rl->host);
 }
 
 /* Builds, checks and swaps in the bucket's rule set; see reload.h. */
@@ -101,7 +102,7 @@ static void on_bucket(natka__kv_mirror *m, const natka__kv_entry *e, size_t n,
     natka__reload_post_status(rl);
     return;
   }
-  natka__rules_free(natka__gateway_swap_rules(rl->gw, rules, revision));
+  natka__rules_free(rl->host->swap_rules(rl->host, rules, revision));
   rl->active_rev = revision;
   set_modules(rl, e, n);
   natka__info(rl->log, "rules: revision %" PRIu64 " active (%zu module(s))",
@@ -135,9 +136,10 @@ static cJSON *status_json(natka__reload *rl) {
   }
   st = cJSON_AddObjectToObject(j, "stats");
   size_t nstats;
-  const char *const *stats = natka__gateway_stat_names(&nstats);
+  const char *const *stats = rl->host->stat_names(&nstats);
   for (size_t i = 0; st != NULL && i < nstats; i++)
-    cJSON_AddNumberToObject(st, stats[i], (double)natka_stat(rl->gw, stats[i]));
+    cJSON_AddNumberToObject(st, stats[i],
+                            (double)rl->host->stat(rl->host, stats[i]));
   natka__rfc3339_format(natka__now_ns(), when);
   cJSON_AddStringToObject(j, "updated", when);
   return j;
@@ -176,15 +178,15 @@ static void make_status_key(natka__reload *rl) {
   rl->status_key[i] = '\0';
 }
 
-int natka__reload_new(natka__reload **out, natka *gw, char *err,
+int natka__reload_new(natka__reload **out, const natka__host *host, char *err,
                       size_t errlen) {
-  const natka_config *c = natka__gateway_config(gw);
+  const natka_config *c = host->conf;
   natka__reload *rl = calloc(1, sizeof(*rl));
   if (rl == NULL)
     return natka__errf(err, errlen, NATKA_ENOMEM, "rules: out of memory");
-  rl->gw = gw;
+  rl->host = host;
   rl->conf = c;
-  rl->log = natka__gateway_log(gw);
+  rl->log = host->log;
   make_status_key(rl);
   natka__kv_mirror_opts mo = {
       .conf = c,
@@ -193,13 +195,13 @@ int natka__reload_new(natka__reload **out, natka *gw, char *err,
       .history = 64, /* what `natka rules rollback` can go back to */
       .log = rl->log,
   };
-  int rc = natka__kv_mirror_new(&rl->mirror, natka_loop(gw), &mo, on_bucket, rl,
+  int rc = natka__kv_mirror_new(&rl->mirror, host->loop, &mo, on_bucket, rl,
                                 err, errlen);
   if (rc != 0) {
     free(rl);
     return rc;
   }
-  uv_timer_init(natka_loop(gw), &rl->timer);
+  uv_timer_init(host->loop, &rl->timer);
   rl->timer.data = rl;
   rl->timer_open = 1;
   *out = rl;

@@ -17,13 +17,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "natka/natka.h"
+#include "host.h"
 
 typedef struct natka__reload natka__reload;
 
 /* Creates the watcher of rules.bucket (not started). Errors: NATKA_ENOMEM,
  * NATKA_ENATS, with the reason in err. */
-int natka__reload_new(natka__reload **out, natka *gw, char *err, size_t errlen);
+int natka__reload_new(natka__reload **out, const natka__host *host, char *err,
+                      size_t errlen);
 int natka__reload_start(natka__reload *rl);
 
 /* Writes the status (revision, modules, last rejection, counters) to the

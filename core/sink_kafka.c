@@ -30,7 +30,8 @@
 
 #include "checkpoint.h"
 #include "codec.h"
-#include "gateway.h"
+#include "host.h"
+#include "pipe.h"
 #include "kafka_conf.h"
 #include "util.h"
 
@@ -160,14 +161,14 @@ static void fatal_stop(kafka_sink *ks, rd_kafka_resp_err_t err,
                  "'%s' (%s); this one stops. Give each instance its own "
                  "nats.name or kafka.transactional_id",
                  ks->txn_id, why);
-    natka__gateway_fatal(ks->base.gw, NATKA_EFENCED);
+    ks->base.host->fatal(ks->base.host, NATKA_EFENCED);
     return;
   }
   natka__error(ks->log,
                "kafka: fatal producer error: %s; stopping (what "
                "was not confirmed is redelivered)",
                why);
-  natka__gateway_fatal(ks->base.gw, NATKA_EKAFKA);
+  ks->base.host->fatal(ks->base.host, NATKA_EKAFKA);
 }
 
 static void on_error(kafka_sink *ks, int err, const char *reason) {
@@ -335,7 +336,7 @@ static int fall_back(kafka_sink *ks) {
   ks->txn = 0;
   if (open_producer(ks, err, sizeof(err)) != 0) {
     natka__error(ks->log, "%s", err);
-    natka__gateway_fatal(ks->base.gw, NATKA_EKAFKA);
+    ks->base.host->fatal(ks->base.host, NATKA_EKAFKA);
     return -1;
   }
   return 0;
@@ -365,7 +366,7 @@ static void after_probe(uv_work_t *w, int status) {
       return;
     }
     ks->probe.data = ks;
-    if (uv_queue_work(natka_loop(ks->base.gw), &ks->probe, checkpoint_work,
+    if (uv_queue_work(ks->base.host->loop, &ks->probe, checkpoint_work,
                       after_checkpoint) == 0)
       ks->probing = 1;
     return;
@@ -381,7 +382,7 @@ static void after_probe(uv_work_t *w, int status) {
                  ks->start_unsupported
                      ? " (kafka.transactions = off produces without them)"
                      : "");
-    natka__gateway_fatal(ks->base.gw, NATKA_EKAFKA);
+    ks->base.host->fatal(ks->base.host, NATKA_EKAFKA);
     return;
   }
   if (ks->start_rc != 0)
@@ -419,8 +420,8 @@ static void start_probe(kafka_sink *ks) {
   if (ks->closing || ks->probing)
     return;
   ks->probe.data = ks;
-  if (uv_queue_work(natka_loop(ks->base.gw), &ks->probe, probe_work,
-                    after_probe) == 0)
+  if (uv_queue_work(ks->base.host->loop, &ks->probe, probe_work, after_probe) ==
+      0)
     ks->probing = 1;
 }
 
@@ -734,17 +735,17 @@ static int open_producer(kafka_sink *ks, char *err, size_t errlen) {
   return 0;
 }
 
-int natka__sink_kafka_new(natka__sink **out, natka *gw, natka__delivery_cb cb,
-                          char *err, size_t errlen) {
+int natka__sink_kafka_new(natka__sink **out, const natka__host *host,
+                          natka__delivery_cb cb, char *err, size_t errlen) {
   kafka_sink *ks = calloc(1, sizeof(*ks));
   int rc;
   if (ks == NULL)
     return natka__errf(err, errlen, NATKA_ENOMEM, "out of memory");
   ks->base.vt = &kafka_vt;
-  ks->base.gw = gw;
+  ks->base.host = host;
   ks->base.on_delivery = cb;
-  ks->conf = natka__gateway_config(gw);
-  ks->log = natka__gateway_log(gw);
+  ks->conf = host->conf;
+  ks->log = host->log;
   ks->pipefd[0] = ks->pipefd[1] = -1;
   ks->txn_id = transactional_id(ks->conf);
   ks->txn = ks->txn_id != NULL;
@@ -759,7 +760,7 @@ int natka__sink_kafka_new(natka__sink **out, natka *gw, natka__delivery_cb cb,
   if ((rc = open_producer(ks, err, errlen)) != 0)
     goto fail;
 
-  uv_loop_t *loop = natka_loop(gw);
+  uv_loop_t *loop = host->loop;
   if (uv_poll_init(loop, &ks->poll, ks->pipefd[0]) != 0 ||
       uv_timer_init(loop, &ks->timer) != 0 ||
       uv_timer_init(loop, &ks->retry) != 0) {
@@ -867,8 +868,8 @@ static void after_txn(uv_work_t *w, int status) {
 
 static void start_txn_work(kafka_sink *ks) {
   ks->txn_work.data = ks;
-  if (uv_queue_work(natka_loop(ks->base.gw), &ks->txn_work, txn_work,
-                    after_txn) != 0) {
+  if (uv_queue_work(ks->base.host->loop, &ks->txn_work, txn_work, after_txn) !=
+      0) {
     /* Only a loop that is closing refuses work. */
     ks->txn_busy = 0;
     natka__txn_done cb = ks->txn_cb;

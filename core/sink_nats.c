@@ -16,7 +16,8 @@
 #include <nats/nats.h>
 
 #include "codec.h"
-#include "gateway.h"
+#include "host.h"
+#include "pipe.h"
 #include "nats_conn.h"
 #include "secret.h"
 #include "util.h"
@@ -150,8 +151,8 @@ static void start_flush(nats_sink *ns) {
   ns->waiting_tail = &ns->waiting;
   ns->nwaiting = 0;
   ns->work.data = ns;
-  if (uv_queue_work(natka_loop(ns->base.gw), &ns->work, flush_work,
-                    after_flush) == 0)
+  if (uv_queue_work(ns->base.host->loop, &ns->work, flush_work, after_flush) ==
+      0)
     ns->flush_busy = 1;
   else
     after_flush(&ns->work, UV_ENOMEM);
@@ -193,17 +194,17 @@ static const natka__sink_vt nats_vt = {
     .free = ns_free,
 };
 
-int natka__sink_nats_new(natka__sink **out, natka *gw, natka__delivery_cb cb,
-                         char *err, size_t errlen) {
+int natka__sink_nats_new(natka__sink **out, const natka__host *host,
+                         natka__delivery_cb cb, char *err, size_t errlen) {
   nats_sink *ns = calloc(1, sizeof(*ns));
   if (ns == NULL)
     return natka__errf(err, errlen, NATKA_ENOMEM, "nats sink: out of memory");
   ns->base.vt = &nats_vt;
   ns->waiting_tail = &ns->waiting;
-  ns->base.gw = gw;
+  ns->base.host = host;
   ns->base.on_delivery = cb;
-  ns->conf = natka__gateway_config(gw);
-  ns->log = natka__gateway_log(gw);
+  ns->conf = host->conf;
+  ns->log = host->log;
   const natka_config *c = ns->conf;
   char url[NATKA__URL_SHOWN];
   int rc = natka__nats_closed_init(&ns->closed_state);

@@ -23,7 +23,8 @@
 
 #include <nats/nats.h>
 
-#include "gateway.h"
+#include "host.h"
+#include "pipe.h"
 #include "nats_conn.h"
 #include "nats_msg.h"
 #include "secret.h"
@@ -531,7 +532,7 @@ static void on_async(uv_async_t *a) {
     if (s->held != NULL)
       s->held->held_prev = it;
     s->held = it;
-    natka__gateway_accept(s->base.gw, &s->base, ev, it, malformed);
+    s->base.host->accept(s->base.host, &s->base, ev, it, malformed);
     free(malformed);
     it = next;
   }
@@ -692,18 +693,18 @@ static const natka__source_vt jetstream_vt = {
     .close = js_close,
 };
 
-int natka__source_jetstream_new(natka__source **out, natka *gw, char *err,
-                                size_t errlen) {
-  const natka_config *conf = natka__gateway_config(gw);
+int natka__source_jetstream_new(natka__source **out, const natka__host *host,
+                                char *err, size_t errlen) {
+  const natka_config *conf = host->conf;
   int have_mu = 0, have_cond = 0;
   int rc = NATKA_ENOMEM;
   js_source *s = calloc(1, sizeof(*s));
   if (s == NULL)
     goto fail;
   s->base.vt = &jetstream_vt;
-  s->base.gw = gw;
+  s->base.host = host;
   s->conf = conf;
-  s->log = natka__gateway_log(gw);
+  s->log = host->log;
   s->credit = conf->js_max_ack_pending;
   if ((s->base.name = natka__strdup(conf->js_stream)) == NULL ||
       !(have_mu = uv_mutex_init(&s->mu) == 0) ||
@@ -712,9 +713,9 @@ int natka__source_jetstream_new(natka__source **out, natka *gw, char *err,
   if ((rc = make_options(s, err, errlen)) != 0)
     goto fail;
   rc = NATKA_ENOMEM;
-  if (uv_async_init(natka_loop(gw), &s->async, on_async) != 0)
+  if (uv_async_init(host->loop, &s->async, on_async) != 0)
     goto fail;
-  uv_timer_init(natka_loop(gw), &s->progress);
+  uv_timer_init(host->loop, &s->progress);
   uv_unref((uv_handle_t *)&s->progress);
   s->async.data = s;
   s->progress.data = s;

@@ -17,7 +17,8 @@
 
 #include <nats/nats.h>
 
-#include "gateway.h"
+#include "host.h"
+#include "pipe.h"
 #include "mailbox.h"
 #include "nats_conn.h"
 #include "nats_msg.h"
@@ -85,8 +86,8 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
 static void count_drops(core_source *s) {
   for (long long drops = atomic_exchange(&s->overload_drops, 0); drops > 0;
        drops--)
-    natka__gateway_count_drop(s->base.gw, &s->base,
-                              "core NATS event dropped under backpressure");
+    s->base.host->count_drop(s->base.host, &s->base,
+                             "core NATS event dropped under backpressure");
 }
 
 static void on_mail(natka__mailbox *mb, natka__letter *list) {
@@ -100,8 +101,8 @@ static void on_mail(natka__mailbox *mb, natka__letter *list) {
       continue;
     }
     if (it->malformed != NULL ||
-        natka__gateway_spool(s->base.gw, &s->base, it->ev) == 1)
-      natka__gateway_accept(s->base.gw, &s->base, it->ev, NULL, it->malformed);
+        s->base.host->spool(s->base.host, &s->base, it->ev) == 1)
+      s->base.host->accept(s->base.host, &s->base, it->ev, NULL, it->malformed);
     free(it->malformed);
     free(it);
   }
@@ -251,8 +252,8 @@ static const natka__source_vt core_vt = {
     .close = core_close,
 };
 
-int natka__source_nats_new(natka__source **out, natka *gw, char *err,
-                           size_t errlen) {
+int natka__source_nats_new(natka__source **out, const natka__host *host,
+                           char *err, size_t errlen) {
   core_source *s = calloc(1, sizeof(*s));
   if (s == NULL || (s->base.name = natka__strdup("nats")) == NULL) {
     if (s != NULL)
@@ -261,11 +262,10 @@ int natka__source_nats_new(natka__source **out, natka *gw, char *err,
     return natka__errf(err, errlen, NATKA_ENOMEM, "out of memory");
   }
   s->base.vt = &core_vt;
-  s->base.gw = gw;
-  s->conf = natka__gateway_config(gw);
-  s->log = natka__gateway_log(gw);
-  if (natka__mailbox_init(&s->mb, natka_loop(gw),
-                          (size_t)s->conf->handoff_events,
+  s->base.host = host;
+  s->conf = host->conf;
+  s->log = host->log;
+  if (natka__mailbox_init(&s->mb, host->loop, (size_t)s->conf->handoff_events,
                           (size_t)s->conf->handoff_bytes, on_mail, s) != 0) {
     free(s->base.name);
     free(s);

@@ -23,7 +23,8 @@
 
 #include <unistd.h>
 
-#include "gateway.h"
+#include "host.h"
+#include "pipe.h"
 #include "spool.h"
 #include "util.h"
 
@@ -183,7 +184,7 @@ static void offer(spool_source *s, spool_item *it) {
     goto later;
   it->attempts++;
   list_push(&s->held, it);
-  natka__gateway_accept(s->base.gw, &s->base, ev, it, malformed);
+  s->base.host->accept(s->base.host, &s->base, ev, it, malformed);
   return;
 
 later:
@@ -421,10 +422,10 @@ static int spool_identity(const char *dir, char *out, size_t len, char *err,
   return 0;
 }
 
-int natka__source_spool_new(natka__source **out, natka *gw, natka__spool *sp,
-                            char *err, size_t errlen) {
-  const natka_config *conf = natka__gateway_config(gw);
-  uv_loop_t *loop = natka_loop(gw);
+int natka__source_spool_new(natka__source **out, const natka__host *host,
+                            natka__spool *sp, char *err, size_t errlen) {
+  const natka_config *conf = host->conf;
+  uv_loop_t *loop = host->loop;
   char name[4200];
   int rc =
       spool_identity(natka__spool_dir(sp), name, sizeof(name), err, errlen);
@@ -436,9 +437,9 @@ int natka__source_spool_new(natka__source **out, natka *gw, natka__spool *sp,
     return natka__errf(err, errlen, NATKA_ENOMEM, "spool: out of memory");
   }
   s->base.vt = &spool_vt;
-  s->base.gw = gw;
+  s->base.host = host;
   s->conf = conf;
-  s->log = natka__gateway_log(gw);
+  s->log = host->log;
   s->sp = sp;
   s->credit = conf->max_inflight < MAX_CREDIT ? conf->max_inflight : MAX_CREDIT;
   uv_idle_init(loop, &s->idle);

@@ -297,23 +297,4 @@ int natka__spool_put_event(natka__spool *sp, const natka_event *ev,
 int natka__spool_open_conf(natka__spool **out, const natka_config *conf,
                            natka__log *log, char *err, size_t errlen);
 
-/*
- * A source that offers the spool's records to the gateway in order (at most
- * min(limits.max_inflight, 1000) unsettled), acks them in the spool on
- * ACK/TERM, offers a NAK'ed one again after delay_ms, and runs the
- * spool.fsync_interval_ms timer that calls natka__spool_sync() (so the floor
- * is persisted and consumed segments deleted under every fsync policy).
- * Records that do not unpack go to the gateway as malformed (DLQ). describe:
- * "spool <dir> seq N"; attempt: offers of this record since start (positions
- * and floor: none, the spool keeps its own floor). Stopping only stops
- * offering; records still in flight are acked as they settle, and whatever
- * is unsettled at close stays in the spool for the next run.
- *
- * Ownership: the gateway owns `sp` and closes it (natka__spool_close) only
- * after this source's close callback ran; the source sets and clears the
- * spool's notify callback. Loop thread. Errors: NATKA_ENOMEM.
- */
-int natka__source_spool_new(natka__source **out, natka *gw, natka__spool *sp,
-                            char *err, size_t errlen);
-
 #endif

@@ -3,12 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway.h"
+#include "host.h"
+#include "pipe.h"
 #include "kv_mirror.h"
 #include "util.h"
 
 struct natka__switches {
-  natka *gw;
+  const natka__host *host;
   natka__log *log;
   natka__kv_mirror *mirror;
   char **names, **values;
@@ -70,17 +71,17 @@ static void on_bucket(natka__kv_mirror *m, const natka__kv_entry *e, size_t n,
               sw->mode == NATKA__MODE_BOTH        ? "both"
               : sw->mode == NATKA__MODE_NATS_ONLY ? "nats_only"
                                                   : "kafka_only");
-  natka__gateway_switches_changed(sw->gw);
+  sw->host->switches_changed(sw->host);
 }
 
-int natka__switches_new(natka__switches **out, natka *gw, char *err,
-                        size_t errlen) {
-  const natka_config *c = natka__gateway_config(gw);
+int natka__switches_new(natka__switches **out, const natka__host *host,
+                        char *err, size_t errlen) {
+  const natka_config *c = host->conf;
   natka__switches *sw = calloc(1, sizeof(*sw));
   if (sw == NULL)
     return natka__errf(err, errlen, NATKA_ENOMEM, "switches: out of memory");
-  sw->gw = gw;
-  sw->log = natka__gateway_log(gw);
+  sw->host = host;
+  sw->log = host->log;
   natka__kv_mirror_opts mo = {
       .conf = c,
       .bucket = c->switches_bucket,
@@ -88,7 +89,7 @@ int natka__switches_new(natka__switches **out, natka *gw, char *err,
       .history = 16,
       .log = sw->log,
   };
-  int rc = natka__kv_mirror_new(&sw->mirror, natka_loop(gw), &mo, on_bucket, sw,
+  int rc = natka__kv_mirror_new(&sw->mirror, host->loop, &mo, on_bucket, sw,
                                 err, errlen);
   if (rc != 0) {
     free(sw);

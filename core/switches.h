@@ -15,7 +15,7 @@
 
 #include <stddef.h>
 
-#include "natka/natka.h"
+#include "host.h"
 
 typedef struct natka__switches natka__switches;
 
@@ -25,8 +25,8 @@ typedef enum {
   NATKA__MODE_BOTH = 2
 } natka__mode;
 
-int natka__switches_new(natka__switches **out, natka *gw, char *err,
-                        size_t errlen);
+int natka__switches_new(natka__switches **out, const natka__host *host,
+                        char *err, size_t errlen);
 int natka__switches_start(natka__switches *sw);
 void natka__switches_close(natka__switches *sw, void (*done)(void *data),
                            void *data);

@@ -18,6 +18,7 @@
 #include "runner.h"
 
 #include "event_int.h"
+#include "gateway.h"
 #include "natka/error.h"
 #include "pipe.h"
 #include "spool.h"
@@ -718,7 +719,7 @@ typedef struct source_run {
 } source_run;
 
 static void on_src_closed(natka__source *src) {
-  source_run *r = natka_get_data(src->gw);
+  source_run *r = natka_get_data(src->host->data);
   r->src_closed = 1;
 }
 
@@ -795,8 +796,9 @@ static void test_the_source_feeds_a_gateway_until_drained(void **state) {
     fail_msg("natka_new: %s", err);
   natka_set_data(r.gw, &r);
   r.sp = f.sp;
-  assert_int_equal(
-      natka__source_spool_new(&r.src, r.gw, f.sp, err, sizeof(err)), 0);
+  assert_int_equal(natka__source_spool_new(&r.src, natka__gateway_host(r.gw),
+                                           f.sp, err, sizeof(err)),
+                   0);
   assert_int_equal(natka_start(r.gw), 0);
   assert_int_equal(r.src->vt->start(r.src), 0);
   r.deadline = natka__mono_ns() + 60 * 1000000000LL;

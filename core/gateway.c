@@ -271,8 +271,8 @@ static void dispatch_early(natka *gw) {
 static void on_sink_ready(natka__sink *sink) {
   natka *gw = sink->host->data;
   char err[1024];
-  if (natka__sink_kafka_txn_on(sink) && gw->txn == NULL) {
-    if (natka__txn_new(&gw->txn, gw, natka__sink_kafka_checkpoint(sink), err,
+  if (sink->vt->txn_on != NULL && sink->vt->txn_on(sink) && gw->txn == NULL) {
+    if (natka__txn_new(&gw->txn, gw, sink->vt->checkpoint(sink), err,
                        sizeof(err)) != 0) {
       natka__error(&gw->log, "%s", err);
       natka__gateway_fatal(gw, NATKA_EKAFKA);

@@ -88,6 +88,17 @@ typedef struct natka__delivery {
 typedef void (*natka__delivery_cb)(natka__sink *sink, void *opaque,
                                    const natka__delivery *d);
 
+/* How a transaction ended (natka__sink_vt.txn_end). */
+typedef enum {
+  NATKA__TXN_OK = 0,
+  NATKA__TXN_ABORT,  /* the transaction failed: abort it, retry its events */
+  NATKA__TXN_RETRY,  /* a passing failure: call txn_end again */
+  NATKA__TXN_FENCED, /* another producer took our transactional.id: stop */
+  NATKA__TXN_FATAL   /* the producer is unusable: stop */
+} natka__txn_status;
+typedef void (*natka__txn_done)(natka__sink *sink, natka__txn_status st,
+                                const char *msg, void *data);
+
 typedef struct natka__sink_vt {
   const char *kind; /* "kafka" */
   /* Queues ev for dest (dest may override key/partition and add headers).
@@ -105,6 +116,30 @@ typedef struct natka__sink_vt {
    * on the loop thread. */
   void (*close)(natka__sink *sink, void (*done)(natka__sink *sink));
   void (*free)(natka__sink *sink);
+
+  /*
+   * Transactions (NULL in a sink without them; the Kafka sink with
+   * kafka.transactions on). The sink is ready only once it can produce in
+   * transactions and has read its last checkpoint; then every send falls
+   * between txn_begin and txn_end. txn.c drives them.
+   */
+  /* Whether this sink produces in transactions (known once it is ready). */
+  int (*txn_on)(natka__sink *sink);
+  const char *(*txn_id)(natka__sink *sink);
+  /* The checkpoint record read at start (JSON), or NULL when there was
+   * none. */
+  const char *(*checkpoint)(natka__sink *sink);
+  int (*txn_begin)(natka__sink *sink, char *err, size_t errlen);
+  /* Produces the checkpoint record into the open transaction (partition 0
+   * of kafka.checkpoint_topic, key = the transactional.id). 0, NATKA_EBUSY
+   * or NATKA_EKAFKA; a failed delivery fails the commit. */
+  int (*txn_checkpoint)(natka__sink *sink, const char *value, size_t len);
+  /* Commits (commit != 0) or aborts the open transaction on the
+   * threadpool; `cb` runs on the loop with the outcome. Every send of the
+   * transaction must have been reported before a commit. Fenced and fatal
+   * outcomes have also stopped the host. */
+  void (*txn_end)(natka__sink *sink, int commit, natka__txn_done cb,
+                  void *data);
 } natka__sink_vt;
 
 struct natka__sink {
@@ -123,39 +158,6 @@ int natka__sink_nats_new(natka__sink **out, const natka__host *host,
                          natka__delivery_cb cb, char *err, size_t errlen);
 /* The bootstrap address of the embedded (mock) cluster, or NULL. */
 const char *natka__sink_kafka_embedded(natka__sink *sink);
-
-/*
- * Kafka transactions (sink_kafka.c; loop thread). With kafka.transactions
- * on, the sink is ready only once init_transactions() succeeded and the last
- * checkpoint was read; then every send must fall between txn_begin and
- * txn_end. txn.c drives them.
- */
-typedef enum {
-  NATKA__TXN_OK = 0,
-  NATKA__TXN_ABORT,  /* the transaction failed: abort it, retry its events */
-  NATKA__TXN_RETRY,  /* a passing failure: call txn_end again */
-  NATKA__TXN_FENCED, /* another producer took our transactional.id: stop */
-  NATKA__TXN_FATAL   /* the producer is unusable: stop */
-} natka__txn_status;
-typedef void (*natka__txn_done)(natka__sink *sink, natka__txn_status st,
-                                const char *msg, void *data);
-/* Whether this sink produces in transactions (known once it is ready). */
-int natka__sink_kafka_txn_on(natka__sink *sink);
-const char *natka__sink_kafka_txn_id(natka__sink *sink);
-/* The checkpoint record read at start (JSON), or NULL when there was none. */
-const char *natka__sink_kafka_checkpoint(natka__sink *sink);
-int natka__sink_kafka_txn_begin(natka__sink *sink, char *err, size_t errlen);
-/* Produces the checkpoint record into the open transaction (partition 0 of
- * kafka.checkpoint_topic, key = the transactional.id). 0, NATKA_EBUSY or
- * NATKA_EKAFKA; a failed delivery fails the commit. */
-int natka__sink_kafka_txn_checkpoint(natka__sink *sink, const char *value,
-                                     size_t len);
-/* Commits (commit != 0) or aborts the open transaction on the threadpool;
- * `cb` runs on the loop with the outcome. Every send of the transaction must
- * have been reported before a commit. Fenced and fatal outcomes have also
- * stopped the gateway. */
-void natka__sink_kafka_txn_end(natka__sink *sink, int commit,
-                               natka__txn_done cb, void *data);
 
 int natka__source_jetstream_new(natka__source **out, const natka__host *host,
                                 char *err, size_t errlen);

@@ -559,6 +559,14 @@ static void ks_free(natka__sink *sink) {
   release((kafka_sink *)sink);
 }
 
+static int ks_txn_on(natka__sink *sink);
+static const char *ks_txn_id(natka__sink *sink);
+static const char *ks_checkpoint(natka__sink *sink);
+static int ks_txn_begin(natka__sink *sink, char *err, size_t errlen);
+static int ks_txn_checkpoint(natka__sink *sink, const char *value, size_t len);
+static void ks_txn_end(natka__sink *sink, int commit, natka__txn_done cb,
+                       void *data);
+
 static const natka__sink_vt kafka_vt = {
     .kind = "kafka",
     .await_ready = ks_await_ready,
@@ -566,6 +574,12 @@ static const natka__sink_vt kafka_vt = {
     .queued = ks_queued,
     .close = ks_close,
     .free = ks_free,
+    .txn_on = ks_txn_on,
+    .txn_id = ks_txn_id,
+    .checkpoint = ks_checkpoint,
+    .txn_begin = ks_txn_begin,
+    .txn_checkpoint = ks_txn_checkpoint,
+    .txn_end = ks_txn_end,
 };
 
 static int configure(kafka_sink *ks, rd_kafka_conf_t *kc, char *err,
@@ -789,19 +803,19 @@ const char *natka__sink_kafka_embedded(natka__sink *sink) {
 
 /* ------------------------------------------------------- transactions */
 
-int natka__sink_kafka_txn_on(natka__sink *sink) {
+static int ks_txn_on(natka__sink *sink) {
   return ((kafka_sink *)sink)->txn;
 }
 
-const char *natka__sink_kafka_txn_id(natka__sink *sink) {
+static const char *ks_txn_id(natka__sink *sink) {
   return ((kafka_sink *)sink)->txn_id;
 }
 
-const char *natka__sink_kafka_checkpoint(natka__sink *sink) {
+static const char *ks_checkpoint(natka__sink *sink) {
   return ((kafka_sink *)sink)->checkpoint;
 }
 
-int natka__sink_kafka_txn_begin(natka__sink *sink, char *err, size_t errlen) {
+static int ks_txn_begin(natka__sink *sink, char *err, size_t errlen) {
   kafka_sink *ks = (kafka_sink *)sink;
   rd_kafka_error_t *e = rd_kafka_begin_transaction(ks->rk);
   if (e == NULL)
@@ -813,8 +827,7 @@ int natka__sink_kafka_txn_begin(natka__sink *sink, char *err, size_t errlen) {
   return rc;
 }
 
-int natka__sink_kafka_txn_checkpoint(natka__sink *sink, const char *value,
-                                     size_t len) {
+static int ks_txn_checkpoint(natka__sink *sink, const char *value, size_t len) {
   kafka_sink *ks = (kafka_sink *)sink;
   rd_kafka_resp_err_t err = rd_kafka_producev(
       ks->rk, RD_KAFKA_V_TOPIC(ks->conf->kafka_checkpoint_topic),
@@ -879,8 +892,8 @@ static void start_txn_work(kafka_sink *ks) {
   }
 }
 
-void natka__sink_kafka_txn_end(natka__sink *sink, int commit,
-                               natka__txn_done cb, void *data) {
+static void ks_txn_end(natka__sink *sink, int commit, natka__txn_done cb,
+                       void *data) {
   kafka_sink *ks = (kafka_sink *)sink;
   ks->txn_busy = 1;
   ks->txn_commit = commit;

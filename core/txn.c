@@ -114,7 +114,7 @@ int natka__txn_new(natka__txn **out, natka *gw, const char *checkpoint,
     char why[512];
     int rc = natka__checkpoint_decode(
         &t->committed, checkpoint, strlen(checkpoint),
-        natka__sink_kafka_txn_id(gw->sink), why, sizeof(why));
+        gw->sink->vt->txn_id(gw->sink), why, sizeof(why));
     if (rc != 0) {
       free(t);
       return natka__errf(err, errlen, rc,
@@ -123,7 +123,7 @@ int natka__txn_new(natka__txn **out, natka *gw, const char *checkpoint,
                          "tombstone (null value) for that key to start from "
                          "JetStream's ack floor",
                          why, gw->conf->kafka_checkpoint_topic,
-                         natka__sink_kafka_txn_id(gw->sink));
+                         gw->sink->vt->txn_id(gw->sink));
     }
   }
   /* A transaction cannot hold more than JetStream lets natka have unacked
@@ -247,7 +247,7 @@ int natka__txn_join(natka__txn *t, natka__flight *f) {
   if (t->closing || (t->state != T_IDLE && t->state != T_OPEN))
     return NATKA_EBUSY;
   if (t->state == T_IDLE) {
-    if (natka__sink_kafka_txn_begin(gw->sink, err, sizeof(err)) != 0) {
+    if (gw->sink->vt->txn_begin(gw->sink, err, sizeof(err)) != 0) {
       natka__warn(&gw->log, "%s", err);
       return NATKA_EBUSY; /* retriable: the event is nak'ed, not refused */
     }
@@ -349,7 +349,7 @@ static void after_end(natka__sink *sink, natka__txn_status st, const char *msg,
 static void on_retry(uv_timer_t *h) {
   natka__txn *t = h->data;
   t->retry_pending = 0;
-  natka__sink_kafka_txn_end(t->gw->sink, t->committing, after_end, t);
+  t->gw->sink->vt->txn_end(t->gw->sink, t->committing, after_end, t);
 }
 
 /* A transaction whose members did not all succeed cannot be committed
@@ -372,13 +372,13 @@ static void stop_joining(natka__txn *t) {
   natka *gw = t->gw;
   t->state = T_CLOSING;
   uv_timer_stop(&t->timer);
-  char *rec = build_next(t) == 0
-                  ? natka__checkpoint_encode(&t->next,
-                                             natka__sink_kafka_txn_id(gw->sink))
-                  : NULL;
-  t->ckpt_rc =
-      rec != NULL ? natka__sink_kafka_txn_checkpoint(gw->sink, rec, strlen(rec))
-                  : NATKA_ENOMEM;
+  char *rec =
+      build_next(t) == 0
+          ? natka__checkpoint_encode(&t->next, gw->sink->vt->txn_id(gw->sink))
+          : NULL;
+  t->ckpt_rc = rec != NULL
+                   ? gw->sink->vt->txn_checkpoint(gw->sink, rec, strlen(rec))
+                   : NATKA_ENOMEM;
   free(rec);
 }
 
@@ -396,7 +396,7 @@ static void end(natka__txn *t, int commit) {
     gw->stats.txn_aborts++;
   t->committing = commit;
   t->ending_ns = natka__mono_ns();
-  natka__sink_kafka_txn_end(gw->sink, commit, after_end, t);
+  gw->sink->vt->txn_end(gw->sink, commit, after_end, t);
 }
 
 static void maybe_end(natka__txn *t) {
@@ -434,7 +434,7 @@ static void after_end(natka__sink *sink, natka__txn_status st, const char *msg,
     natka__checkpoint_clear(&t->next);
     gw->stats.txn_aborts++;
     t->committing = 0;
-    natka__sink_kafka_txn_end(gw->sink, 0, after_end, t);
+    gw->sink->vt->txn_end(gw->sink, 0, after_end, t);
     return;
   }
   if (st == NATKA__TXN_OK && t->committing) {

@@ -177,7 +177,7 @@ local env_mt = { __index = base, __metatable = false }
 -- Self-tests ----------------------------------------------------------------
 --
 -- host.selftest(name, tests, run) checks the `tests` of module `name` (the
--- case format is in core/rules.h and examples/rules/route_by_kind.lua).
+-- case format is in core/rules/rules.h and examples/rules/route_by_kind.lua).
 -- run(fn, ev, switches) is rules.c calling the module's own route, dedup or
 -- degrade under the budget, with `switches` in force; it answers true and the
 -- verdict as the gateway would see it (nil: no opinion; "drop" or a list of

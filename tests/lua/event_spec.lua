@@ -1,5 +1,5 @@
 -- natka.event as rules and specs see it: the real C userdata from
--- core/lua_event.c, built here with natka.core's event{...}.
+-- core/rules/lua_event.c, built here with natka.core's event{...}.
 local core = require "natka.core"
 
 describe("natka.event", function()

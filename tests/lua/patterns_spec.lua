@@ -1,5 +1,5 @@
 -- Patterns in rules: string.find, match, gmatch and gsub are natka's own
--- matcher (core/rules_pattern.c), which charges its steps to the budget.
+-- matcher (core/rules/rules_pattern.c), which charges its steps to the budget.
 -- It must find what Lua's finds and raise what Lua's raises; these specs run
 -- the same calls in a rule and with the stock library, and compare.
 local core = require "natka.core"

@@ -1,4 +1,4 @@
--- The rules host (core/rules.c) through natka.core: what route() may answer,
+-- The rules host (core/rules/rules.c) through natka.core: what route() may answer,
 -- in which order modules are asked, how failures read, and what the sandbox
 -- lets a rule reach.
 local core = require "natka.core"

@@ -1,5 +1,5 @@
 -- The standard functions rules see: natka replaces those whose work the
--- instruction counter cannot see with bounded ones (core/rules_stdlib.c).
+-- instruction counter cannot see with bounded ones (core/rules/rules_stdlib.c).
 -- Within their bounds they must answer exactly as Lua's own.
 local core = require "natka.core"
 

@@ -1,4 +1,4 @@
--- dedup(), degrade() and the switches (core/rules_verdicts.c) through
+-- dedup(), degrade() and the switches (core/rules/rules_verdicts.c) through
 -- natka.core: the forms each may return, how refusals read, and what rules
 -- see of the switches.
 local core = require "natka.core"

@@ -1,5 +1,5 @@
-/* Committed positions (core/seqset.c) and the checkpoint record that carries
- * them (core/checkpoint.c): ranges merge, prune and survive a round trip;
+/* Committed positions (core/sinks/seqset.c) and the checkpoint record that carries
+ * them (core/sinks/checkpoint.c): ranges merge, prune and survive a round trip;
  * a record that is not natka's is refused, never guessed at. */
 #include <stdio.h>
 #include <stdlib.h>

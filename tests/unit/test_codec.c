@@ -1,4 +1,4 @@
-/* Unit tests for core/codec.c: CloudEvents binary mode on NATS and Kafka,
+/* Unit tests for core/event/codec.c: CloudEvents binary mode on NATS and Kafka,
  * and RFC 3339 times. */
 #include "runner.h"
 

@@ -1,4 +1,4 @@
-/* Unit tests of core/config.c: defaults, loading a Lua config, the sandbox,
+/* Unit tests of core/config/config.c: defaults, loading a Lua config, the sandbox,
  * every kind of bad input, natka_config_set/get and the reference. */
 #include "runner.h"
 

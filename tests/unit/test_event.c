@@ -1,4 +1,4 @@
-/* Unit tests for core/event.c: the public event API and the internal helpers
+/* Unit tests for core/event/event.c: the public event API and the internal helpers
  * of event_int.h. */
 #include "runner.h"
 

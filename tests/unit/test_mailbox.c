@@ -1,4 +1,4 @@
-/* The mailbox from client-library threads to the loop (core/mailbox.h). */
+/* The mailbox from client-library threads to the loop (core/base/mailbox.h). */
 #include "runner.h"
 
 #include <stdatomic.h>

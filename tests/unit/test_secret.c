@@ -1,7 +1,7 @@
 /* Unit tests of secrets and transport security: reading secrets from files
  * and the environment, hiding them in URLs and librdkafka errors, the keys
  * that refer to them, deriving an NKey's public key, and what `natka check`
- * refuses about TLS and credentials (core/secret.c, nkey.c, nats_conn.c,
+ * refuses about TLS and credentials (core/base/secret.c, nkey.c, nats_conn.c,
  * kafka_conf.c). */
 #include "runner.h"
 

@@ -1,4 +1,4 @@
-/* The disk spool (core/spool.c) and its event encoding (core/spool_event.c):
+/* The disk spool (core/spool/spool.c) and its event encoding (core/spool/spool_event.c):
  * order across segments, reopening, acks and the persisted floor, torn tails
  * at every byte, corruption in the middle, the size bound, write errors, and
  * packing events with every kind of field. */

@@ -122,18 +122,18 @@ static natsStatus secure_client(natsOptions *o, void *data) {
 static void nats_part(tls_ctx *x, char *out, size_t len, const char *url,
                       const char *client, const char *login) {
   put(out, len,
-           "url = \"%s\", tls = { ca_file = \"%s/ca.pem\", cert_file = "
-           "\"%s/%s.pem\", key_file = \"%s/%s-key.pem\" }, %s",
-           url, x->pki, x->pki, client, x->pki, client, login);
+      "url = \"%s\", tls = { ca_file = \"%s/ca.pem\", cert_file = "
+      "\"%s/%s.pem\", key_file = \"%s/%s-key.pem\" }, %s",
+      url, x->pki, x->pki, client, x->pki, client, login);
 }
 
 static void kafka_sasl_part(tls_ctx *x, char *out, size_t len,
                             const char *password) {
   put(out, len,
-           "brokers = \"%s\", security = { protocol = \"sasl_ssl\" }, "
-           "sasl = { mechanism = \"PLAIN\", username = \"natka\", password = "
-           "\"%s\" }, tls = { ca_file = \"%s/ca.pem\" }",
-           x->kafka_sasl, password, x->pki);
+      "brokers = \"%s\", security = { protocol = \"sasl_ssl\" }, "
+      "sasl = { mechanism = \"PLAIN\", username = \"natka\", password = "
+      "\"%s\" }, tls = { ca_file = \"%s/ca.pem\" }",
+      x->kafka_sasl, password, x->pki);
 }
 
 /* A configuration `name` in the temp dir: one natka instance `tag`
@@ -154,7 +154,7 @@ static void write_conf(tls_ctx *x, const char *name, char *path,
 
 static void password_login(tls_ctx *x, char *out, size_t len) {
   put(out, len, "user = \"natka\", password = \"file:%s/nats-password\"",
-           x->pki);
+      x->pki);
 }
 
 /* Runs `natka check -c conf`: exit 0. */
@@ -187,8 +187,7 @@ static void flow(tls_ctx *x) {
   password_login(x, login, sizeof(login));
   nats_part(x, nats, sizeof(nats), x->nats_url, "client", login);
   kafka_sasl_part(x, kafka, sizeof(kafka), "env:" KAFKA_PW_ENV);
-  put(
-      source, sizeof(source),
+  put(source, sizeof(source),
       "jetstream = { stream = \"TLSFLOW\", subjects = { \"tlsflow.>\" } }");
   write_conf(x, "flow.conf", x->conf_a, nats, kafka, "flow", source);
   check_ok(x, "check-flow", x->conf_a);
@@ -235,10 +234,10 @@ static void nkey_and_kafka_mtls(tls_ctx *x) {
   put(login, sizeof(login), "nkey_seed_file = \"%s/user.nk\"", x->pki);
   nats_part(x, nats, sizeof(nats), x->nats_url, "client", login);
   put(kafka, sizeof(kafka),
-           "brokers = \"%s\", security = { protocol = \"ssl\" }, tls = { "
-           "ca_file = \"%s/ca.pem\", cert_file = \"%s/client.pem\", key_file "
-           "= \"%s/client-key.pem\" }",
-           x->kafka_ssl, x->pki, x->pki, x->pki);
+      "brokers = \"%s\", security = { protocol = \"ssl\" }, tls = { "
+      "ca_file = \"%s/ca.pem\", cert_file = \"%s/client.pem\", key_file "
+      "= \"%s/client-key.pem\" }",
+      x->kafka_ssl, x->pki, x->pki, x->pki);
   write_conf(x, "nkey.conf", conf, nats, kafka, "nkey",
              "jetstream = { stream = \"TLSNKEY\", subjects = { \"tlsnkey.>\" } "
              "}");
@@ -341,17 +340,14 @@ static void refused_cli(tls_ctx *x, const char *tag, const char *url,
 static void refused_commands(tls_ctx *x) {
   char other_ca[PATH_MAX + 48], url[300], cert[PATH_MAX + 48],
       key[PATH_MAX + 48], pw[PATH_MAX + 48], wrong[PATH_MAX];
-  put(other_ca, sizeof(other_ca), "nats.tls.ca_file=%s/other-ca.pem",
-           x->pki);
+  put(other_ca, sizeof(other_ca), "nats.tls.ca_file=%s/other-ca.pem", x->pki);
   refused_cli(x, "wrong-ca", x->nats_url, (const char *[]){other_ca, NULL},
               "SSL handshake error");
   put(url, sizeof(url), "nats.url=%s", x->expired_url);
   refused_cli(x, "expired-server", x->expired_url, (const char *[]){url, NULL},
               "certificate has expired");
-  put(cert, sizeof(cert), "nats.tls.cert_file=%s/expired-client.pem",
-           x->pki);
-  put(key, sizeof(key), "nats.tls.key_file=%s/expired-client-key.pem",
-           x->pki);
+  put(cert, sizeof(cert), "nats.tls.cert_file=%s/expired-client.pem", x->pki);
+  put(key, sizeof(key), "nats.tls.key_file=%s/expired-client-key.pem", x->pki);
   refused_cli(x, "expired-client", x->nats_url,
               (const char *[]){cert, key, NULL},
               "refused the client certificate");
@@ -397,12 +393,12 @@ static void refused_daemons(tls_ctx *x) {
   char *ca = strstr(nats, "/ca.pem");
   IT_CHECK(x->t, ca != NULL);
   char swapped[1100];
-  put(swapped, sizeof(swapped), "%.*s/other-ca.pem%s", (int)(ca - nats),
-           nats, ca + strlen("/ca.pem"));
+  put(swapped, sizeof(swapped), "%.*s/other-ca.pem%s", (int)(ca - nats), nats,
+      ca + strlen("/ca.pem"));
   kafka_sasl_part(x, kafka, sizeof(kafka), "env:" KAFKA_PW_ENV);
   write_conf(x, "nats-wrong-ca.conf", conf, swapped, kafka, "wrongca", source);
   put(needle, sizeof(needle),
-           "jetstream: cannot connect to %s: SSL handshake error", x->nats_url);
+      "jetstream: cannot connect to %s: SSL handshake error", x->nats_url);
   refused_daemon(x, "nats-wrong-ca", conf, needle);
 
   /* Kafka: a wrong password, then a CA that did not sign the broker. */
@@ -419,8 +415,8 @@ static void refused_daemons(tls_ctx *x) {
   kafka_sasl_part(x, kafka, sizeof(kafka), "env:" KAFKA_PW_ENV);
   ca = strstr(kafka, "/ca.pem");
   IT_CHECK(x->t, ca != NULL);
-  put(swapped, sizeof(swapped), "%.*s/other-ca.pem%s", (int)(ca - kafka),
-           kafka, ca + strlen("/ca.pem"));
+  put(swapped, sizeof(swapped), "%.*s/other-ca.pem%s", (int)(ca - kafka), kafka,
+      ca + strlen("/ca.pem"));
   write_conf(x, "kafka-wrong-ca.conf", conf, nats, swapped, "kafkaca", source);
   refused_daemon(x, "kafka-wrong-ca", conf, "certificate verify failed");
 }

@@ -1,6 +1,6 @@
-/* Committed positions (core/sinks/seqset.c) and the checkpoint record that carries
- * them (core/sinks/checkpoint.c): ranges merge, prune and survive a round trip;
- * a record that is not natka's is refused, never guessed at. */
+/* Committed positions (core/sinks/seqset.c) and the checkpoint record that
+ * carries them (core/sinks/checkpoint.c): ranges merge, prune and survive a
+ * round trip; a record that is not natka's is refused, never guessed at. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
-/* Unit tests of core/config/config.c: defaults, loading a Lua config, the sandbox,
- * every kind of bad input, natka_config_set/get and the reference. */
+/* Unit tests of core/config/config.c: defaults, loading a Lua config, the
+ * sandbox, every kind of bad input, natka_config_set/get and the reference. */
 #include "runner.h"
 
 #include <stdio.h>

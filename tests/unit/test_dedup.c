@@ -1,6 +1,6 @@
-/* The dedup window (core/pipeline/dedup.c): duplicates within the window by count and
- * by age, forgetting failed keys, binary keys; and how the shared window
- * (core/services/dedup_shared.c) reads a key's value from its bucket. */
+/* The dedup window (core/pipeline/dedup.c): duplicates within the window by
+ * count and by age, forgetting failed keys, binary keys; and how the shared
+ * window (core/services/dedup_shared.c) reads a key's value from its bucket. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

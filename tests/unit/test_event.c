@@ -1,5 +1,5 @@
-/* Unit tests for core/event/event.c: the public event API and the internal helpers
- * of event_int.h. */
+/* Unit tests for core/event/event.c: the public event API and the internal
+ * helpers of event_int.h. */
 #include "runner.h"
 
 #include <stdio.h>

@@ -1,7 +1,7 @@
-/* The disk spool (core/spool/spool.c) and its event encoding (core/spool/spool_event.c):
- * order across segments, reopening, acks and the persisted floor, torn tails
- * at every byte, corruption in the middle, the size bound, write errors, and
- * packing events with every kind of field. */
+/* The disk spool (core/spool/spool.c) and its event encoding
+ * (core/spool/spool_event.c): order across segments, reopening, acks and the
+ * persisted floor, torn tails at every byte, corruption in the middle, the size
+ * bound, write errors, and packing events with every kind of field. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>

@@ -72,7 +72,6 @@ void natka__mailbox_drain_now(natka__mailbox *mb) {
 
 static void on_closed(uv_handle_t *h) {
   natka__mailbox *mb = h->data;
-  uv_mutex_destroy(&mb->mu);
   if (mb->closed != NULL)
     mb->closed(mb);
 }
@@ -85,4 +84,8 @@ void natka__mailbox_close(natka__mailbox *mb,
   natka__mailbox_drain_now(mb);
   mb->closed = closed;
   uv_close((uv_handle_t *)&mb->async, on_closed);
+}
+
+void natka__mailbox_destroy(natka__mailbox *mb) {
+  uv_mutex_destroy(&mb->mu);
 }

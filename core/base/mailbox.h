@@ -18,6 +18,8 @@
  *                         NULL after a bare wake-up)
  *   natka__mailbox_close  loop thread; drains what is left first, then
  *                         closes the handle; `closed` runs after that
+ *   natka__mailbox_destroy once no thread can call post any more (a post
+ *                         after close is refused, but still takes the lock)
  */
 #ifndef NATKA_MAILBOX_H
 #define NATKA_MAILBOX_H
@@ -73,5 +75,9 @@ void natka__mailbox_drain_now(natka__mailbox *mb);
  * valid until then. */
 void natka__mailbox_close(natka__mailbox *mb,
                           void (*closed)(natka__mailbox *mb));
+
+/* Frees the mailbox's lock. Call it after the close callback ran and once
+ * no client thread can post any more (its subscriptions are gone). */
+void natka__mailbox_destroy(natka__mailbox *mb);
 
 #endif

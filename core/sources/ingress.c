@@ -414,5 +414,9 @@ void natka__ingress_free(natka__ingress *in) {
   natsOptions_Destroy(in->opts);
   if (in->have_closed_state)
     natka__nats_closed_destroy(&in->closed_state);
+  /* Only now can no request callback post any more (a request drained
+   * after the close got a busy reply through the closed mailbox). */
+  if (in->spool != NULL)
+    natka__mailbox_destroy(&in->mb);
   free(in);
 }

@@ -219,6 +219,7 @@ static void core_stop(natka__source *src, void (*done)(natka__source *src)) {
 
 static void on_mailbox_closed(natka__mailbox *mb) {
   core_source *s = mb->data;
+  natka__mailbox_destroy(mb); /* the connection is closed: nobody posts */
   if (s->closed != NULL)
     s->closed(&s->base);
   free(s->subs);

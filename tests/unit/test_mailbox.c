@@ -31,6 +31,7 @@ static void drain(natka__mailbox *mb, natka__letter *list) {
 
 static void on_closed(natka__mailbox *mb) {
   ((box *)mb->data)->closed = 1;
+  natka__mailbox_destroy(mb);
 }
 
 static item *letter(box *b, int n, size_t bytes) {
